@@ -1,0 +1,160 @@
+"""The command line: serve, migrate, create-staff, create-api-token."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from . import accounts, keys
+from .app import create_app
+from .config import ConfigError, Settings, load_settings
+from .db import Database
+from .errors import ClinicConfError
+from .links import JoinLinks
+from .scheduling import Scheduler, StaffInput
+from .security import hash_password, load_or_create_secret_key
+from .web.logging import RedactingAccessLogger
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m clinicconf", description=__doc__)
+    parser.add_argument("--config", type=Path, help="a TOML file of settings")
+    settings = parser.add_argument_group(
+        "settings", "each overrides the TOML file and the CLINICCONF_* environment variable"
+    )
+    for field in dataclasses.fields(Settings):
+        settings.add_argument("--" + field.name.replace("_", "-"), dest=field.name, metavar="V")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the server")
+    commands.add_parser("migrate", help="apply pending database migrations")
+    staff = commands.add_parser("create-staff", help="create a staff account")
+    staff.add_argument("--name", required=True)
+    staff.add_argument("--email", required=True)
+    staff.add_argument("--phone")
+    staff.add_argument("--admin", action="store_true", help="an administrator")
+    staff.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    token = commands.add_parser("create-api-token", help="print a new API token for a staff member")
+    token.add_argument("--email", required=True)
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    args = _parser().parse_args(argv)
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)}
+    try:
+        settings = load_settings(args.config, os.environ, overrides)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "serve":
+        serve(settings)
+        return 0
+    try:
+        return asyncio.run(_COMMANDS[args.command](settings, args))
+    except ClinicConfError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+
+
+def serve(settings: Settings) -> None:
+    app = create_app(settings)
+
+    async def announce_setup_link(app: web.Application) -> None:
+        token = await accounts.create_setup_token(app[keys.DATABASE])
+        if token is not None:
+            # Printed to the console once, never logged: it makes an administrator.
+            print(
+                "\nNo staff account exists yet. Open this link to create the first"
+                f" administrator:\n\n    {settings.public_base_url}/setup/{token}\n",
+                flush=True,
+            )
+
+    app.on_startup.append(announce_setup_link)
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log_class=RedactingAccessLogger,
+        print=lambda text: print(text, flush=True),
+    )
+
+
+async def _open(settings: Settings) -> tuple[Database, Scheduler]:
+    db = await Database.open(settings.database_path)
+    await db.migrate()
+    links = JoinLinks(load_or_create_secret_key(settings.secret_key_path), settings.public_base_url)
+    return db, Scheduler(db, links, settings.phone_region)
+
+
+async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    db = await Database.open(settings.database_path)
+    try:
+        applied = await db.migrate()
+    finally:
+        await db.close()
+    print("applied: " + ", ".join(applied) if applied else "the database is up to date")
+    return 0
+
+
+async def _create_staff(settings: Settings, args: argparse.Namespace) -> int:
+    password_hash = None
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if len(password) < accounts.MIN_PASSWORD_LENGTH:
+            print(
+                f"error: the password needs at least {accounts.MIN_PASSWORD_LENGTH} characters",
+                file=sys.stderr,
+            )
+            return 1
+        password_hash = await hash_password(password)
+    db, scheduler = await _open(settings)
+    try:
+        staff = await scheduler.create_staff(
+            None, StaffInput(args.name, args.email, args.phone, args.admin), password_hash
+        )
+    finally:
+        await db.close()
+    print(f"created staff member {staff.id}: {staff.name} <{staff.email}>")
+    return 0
+
+
+async def _create_api_token(settings: Settings, args: argparse.Namespace) -> int:
+    db, _ = await _open(settings)
+    try:
+        row = await db.fetchone("SELECT id FROM staff WHERE email = ?", (args.email,))
+        if row is None:
+            print(f"error: no staff member with email {args.email}", file=sys.stderr)
+            return 1
+        token = await accounts.create_api_token(db, row["id"])
+    finally:
+        await db.close()
+    print(token)
+    return 0
+
+
+_COMMANDS = {
+    "migrate": _migrate,
+    "create-staff": _create_staff,
+    "create-api-token": _create_api_token,
+}
+
+
+def run() -> None:
+    sys.exit(main(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,135 @@
+"""Staff accounts: passwords, browser sessions, API tokens and the first-run setup link."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Final
+
+from . import audit
+from .db import Database, Row, Transaction, from_db_time, to_db_time, utc_now
+from .security import hash_password, new_token, token_hash, verify_password
+
+SESSION_LIFETIME: Final = timedelta(hours=12)
+MIN_PASSWORD_LENGTH: Final = 10
+
+
+@dataclass(frozen=True)
+class StaffUser:
+    id: int
+    name: str
+    email: str
+    is_admin: bool
+
+    @property
+    def actor(self) -> audit.Actor:
+        return audit.Actor("staff", self.id)
+
+
+def _user(row: Row) -> StaffUser:
+    return StaffUser(row["id"], row["name"], row["email"], bool(row["is_admin"]))
+
+
+async def staff_count(db: Database) -> int:
+    row = await db.fetchone("SELECT count(*) AS n FROM staff")
+    return int(row["n"]) if row else 0
+
+
+async def authenticate(db: Database, email: str, password: str) -> StaffUser | None:
+    row = await db.fetchone("SELECT * FROM staff WHERE email = ?", (email.strip(),))
+    stored = row["password_hash"] if row is not None else None
+    if not await verify_password(stored, password) or row is None:
+        return None
+    return _user(row)
+
+
+async def set_password(db: Database, staff_id: int, password: str) -> None:
+    await db.execute(
+        "UPDATE staff SET password_hash = ? WHERE id = ?", (await hash_password(password), staff_id)
+    )
+
+
+async def start_session(db: Database, user: StaffUser) -> str:
+    """A new session token for the cookie; only its hash is stored."""
+    token = new_token()
+    now = utc_now()
+    async with db.transaction() as tx:
+        await tx.execute(
+            "INSERT INTO sessions (token_hash, staff_id, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?)",
+            (token_hash(token), user.id, to_db_time(now), to_db_time(now + SESSION_LIFETIME)),
+        )
+        await audit.record(tx, user.actor, "signed_in")
+    return token
+
+
+async def session_user(db: Database, token: str) -> StaffUser | None:
+    row = await db.fetchone(
+        "SELECT staff.*, sessions.expires_at FROM sessions"
+        " JOIN staff ON staff.id = sessions.staff_id WHERE sessions.token_hash = ?",
+        (token_hash(token),),
+    )
+    if row is None or from_db_time(row["expires_at"]) <= utc_now():
+        return None
+    return _user(row)
+
+
+async def end_session(db: Database, token: str) -> None:
+    user = await session_user(db, token)
+    async with db.transaction() as tx:
+        await tx.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash(token),))
+        if user is not None:
+            await audit.record(tx, user.actor, "signed_out")
+
+
+async def create_api_token(db: Database, staff_id: int) -> str:
+    """A new API token, returned once; only its hash is stored."""
+    token = new_token()
+    async with db.transaction() as tx:
+        await tx.execute(
+            "INSERT INTO api_tokens (token_hash, staff_id, created_at) VALUES (?, ?, ?)",
+            (token_hash(token), staff_id, to_db_time(utc_now())),
+        )
+        await audit.record(tx, audit.SYSTEM, "api_token_created", subject=("staff", staff_id))
+    return token
+
+
+async def api_token_user(db: Database, token: str) -> StaffUser | None:
+    row = await db.fetchone(
+        "SELECT staff.*, api_tokens.id AS token_id FROM api_tokens"
+        " JOIN staff ON staff.id = api_tokens.staff_id WHERE api_tokens.token_hash = ?",
+        (token_hash(token),),
+    )
+    if row is None:
+        return None
+    await db.execute(
+        "UPDATE api_tokens SET last_used_at = ? WHERE id = ?",
+        (to_db_time(utc_now()), row["token_id"]),
+    )
+    return _user(row)
+
+
+async def create_setup_token(db: Database) -> str | None:
+    """A one-time link token for creating the first administrator, or None when
+    staff accounts exist already."""
+    token = new_token()
+    async with db.transaction() as tx:
+        row = await tx.fetchone("SELECT count(*) AS n FROM staff")
+        if row is not None and row["n"] > 0:
+            return None
+        # A new start replaces the previous link: only the last one printed works.
+        await tx.execute("DELETE FROM setup_tokens")
+        await tx.execute(
+            "INSERT INTO setup_tokens (token_hash, created_at) VALUES (?, ?)",
+            (token_hash(token), to_db_time(utc_now())),
+        )
+    return token
+
+
+async def setup_token_valid(db: Database | Transaction, token: str) -> bool:
+    row = await db.fetchone(
+        "SELECT (SELECT count(*) FROM staff) AS staff,"
+        " (SELECT count(*) FROM setup_tokens WHERE token_hash = ?) AS tokens",
+        (token_hash(token),),
+    )
+    return row is not None and row["staff"] == 0 and row["tokens"] == 1

@@ -1,0 +1,69 @@
+"""The application factory, used by `serve` and by the tests alike."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from . import keys
+from .config import Settings
+from .db import Database
+from .links import JoinLinks
+from .notify.sender import OutboxSender
+from .scheduling import Scheduler
+from .security import load_or_create_secret_key
+from .web import middleware
+from .web.rendering import create_environment
+from .web.routes import add_routes
+
+log = logging.getLogger(__name__)
+
+# Requests are small forms and JSON documents; anything larger is refused early.
+MAX_REQUEST_BYTES = 256 * 1024
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        client_max_size=MAX_REQUEST_BYTES,
+        middlewares=[
+            middleware.security_headers,
+            middleware.errors,
+            middleware.authentication,
+            middleware.csrf,
+        ],
+    )
+    app[keys.SETTINGS] = settings
+    app[keys.TEMPLATES] = create_environment(settings.time_zone)
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_outbox_sender)
+    add_routes(app)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.recordings_dir.mkdir(exist_ok=True)
+    db = await Database.open(settings.database_path)
+    try:
+        await db.migrate()
+        app[keys.DATABASE] = db
+        app[keys.SECRET_KEY] = load_or_create_secret_key(settings.secret_key_path)
+        yield
+    finally:
+        await db.close()
+
+
+async def _outbox_sender(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.SETTINGS]
+    links = JoinLinks(app[keys.SECRET_KEY], settings.public_base_url)
+    sender = OutboxSender(app[keys.DATABASE], settings, links)
+    app[keys.OUTBOX_SENDER] = sender
+    app[keys.SCHEDULER] = Scheduler(
+        app[keys.DATABASE], links, settings.phone_region, messages_queued=sender.wake
+    )
+    sender.start()
+    yield
+    await sender.close()

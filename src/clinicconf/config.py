@@ -1,0 +1,155 @@
+"""One frozen Settings object, built once: embedded defaults < TOML file < environment < flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+ENV_PREFIX: Final = "CLINICCONF_"
+
+SmtpSecurity = Literal["starttls", "tls", "none"]
+
+
+class ConfigError(Exception):
+    """A setting is missing, malformed or contradicts another one."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("data")
+    # The address patients and staff reach the server at; every link starts with it.
+    # Empty means http://host:port, which is only right on the clinic's own machine.
+    base_url: str = ""
+    time_zone: str = "UTC"
+    # A join link opens this many minutes before the event starts, and closes at its end.
+    join_window_minutes: int = 15
+    # Region assumed for phone numbers typed without a country code.
+    phone_region: str = "US"
+    log_level: str = "INFO"
+
+    # No SMTP host: emails are not sent but saved under data_dir/undelivered/.
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_username: str = ""
+    smtp_password: str = field(default="", repr=False)
+    smtp_security: SmtpSecurity = "starttls"
+    smtp_sender: str = "clinicconf@localhost"
+    # A CA bundle to trust for the SMTP server's certificate (a clinic's own CA, or a test's).
+    smtp_ca_file: str = ""
+
+    # No Vonage key: text messages are not sent but saved under data_dir/undelivered/.
+    vonage_api_key: str = ""
+    vonage_api_secret: str = field(default="", repr=False)
+    vonage_sender_id: str = "clinicconf"
+    # host[:port] replacing rest.nexmo.com, for a local stand-in in tests.
+    vonage_rest_host: str = ""
+
+    @property
+    def public_base_url(self) -> str:
+        return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "clinicconf.sqlite3"
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
+
+    @property
+    def undelivered_dir(self) -> Path:
+        return self.data_dir / "undelivered"
+
+    @property
+    def secret_key_path(self) -> Path:
+        return self.data_dir / "secret.key"
+
+    @property
+    def smtp_configured(self) -> bool:
+        return bool(self.smtp_host)
+
+    @property
+    def vonage_configured(self) -> bool:
+        return bool(self.vonage_api_key)
+
+    def validate(self) -> None:
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError(f"time_zone: unknown time zone {self.time_zone!r}") from exc
+        if self.base_url and not self.base_url.startswith(("http://", "https://")):
+            raise ConfigError("base_url: must start with http:// or https://")
+        if self.smtp_security not in typing.get_args(SmtpSecurity):
+            raise ConfigError("smtp_security: must be one of starttls, tls, none")
+        if self.vonage_configured and not self.vonage_api_secret:
+            raise ConfigError("vonage_api_secret: required with vonage_api_key")
+        if not 0 <= self.join_window_minutes <= 24 * 60:
+            raise ConfigError("join_window_minutes: must be between 0 and 1440")
+
+
+_FIELD_TYPES: Final = typing.get_type_hints(Settings)
+
+
+def _convert(name: str, raw: Any) -> Any:
+    """Turn a TOML, environment or flag value into the type the field declares."""
+    kind = _FIELD_TYPES[name]
+    if isinstance(kind, types.UnionType):
+        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+    try:
+        if kind is int:
+            if isinstance(raw, bool):
+                raise ValueError
+            return int(raw)
+        if kind is Path:
+            return Path(raw)
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            return {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}[
+                str(raw).lower()
+            ]
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"{name}: {raw!r} is not a valid {kind.__name__}") from exc
+    return str(raw)
+
+
+def setting_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(Settings)]
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            table = tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read {config_file}: {exc}") from exc
+        unknown = set(table) - set(setting_names())
+        if unknown:
+            raise ConfigError(f"{config_file}: unknown settings {', '.join(sorted(unknown))}")
+        values.update(table)
+    for name in setting_names():
+        env_value = (environ or {}).get(ENV_PREFIX + name.upper())
+        if env_value is not None:
+            values[name] = env_value
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    settings = Settings(**{name: _convert(name, raw) for name, raw in values.items()})
+    settings.validate()
+    return settings

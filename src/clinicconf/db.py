@@ -1,0 +1,151 @@
+"""The SQLite database: one aiosqlite connection, the migration runner, small query helpers.
+
+Every statement goes through `Database`, always with parameters. A single lock
+serialises access to the connection so that one coroutine's transaction never
+sees, or is interleaved with, another's statements.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+# The repository's migrations/ folder; the project is installed in editable mode.
+MIGRATIONS_DIR: Final = Path(__file__).resolve().parents[2] / "migrations"
+BUSY_TIMEOUT_MS: Final = 5000
+
+Row = aiosqlite.Row
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def to_db_time(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: times must carry a time zone")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def from_db_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+class Transaction:
+    """Statements inside `Database.transaction()`; committed together or not at all."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """Run one statement; returns the new row id for an INSERT."""
+        cursor = await self._conn.execute(sql, tuple(params))
+        return cursor.lastrowid or 0
+
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        await self._conn.executemany(sql, [tuple(r) for r in rows])
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        async with self._conn.execute(sql, tuple(params)) as cursor:
+            return await cursor.fetchone()
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        async with self._conn.execute(sql, tuple(params)) as cursor:
+            return list(await cursor.fetchall())
+
+
+class Database:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> Database:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        conn.row_factory = aiosqlite.Row
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return cls(conn)
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        async with self._lock:
+            # IMMEDIATE takes the write lock now, so a concurrent writer (the CLI)
+            # waits on busy_timeout instead of failing half-way.
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield Transaction(self._conn)
+            except BaseException:
+                await self._conn.execute("ROLLBACK")
+                raise
+            await self._conn.execute("COMMIT")
+
+    async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        async with self.transaction() as tx:
+            return await tx.execute(sql, params)
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
+        async with self._lock:
+            return await Transaction(self._conn).fetchone(sql, params)
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
+        async with self._lock:
+            return await Transaction(self._conn).fetchall(sql, params)
+
+    async def migrate(self, migrations_dir: Path = MIGRATIONS_DIR) -> list[str]:
+        """Apply the numbered .sql files not yet recorded; returns the names applied."""
+        async with self._lock:
+            await self._conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+        applied = {row["name"] for row in await self.fetchall("SELECT name FROM schema_migrations")}
+        done = []
+        for path in migration_files(migrations_dir):
+            if path.name in applied:
+                continue
+            async with self.transaction() as tx:
+                for statement in _split_statements(path.read_text(encoding="utf-8")):
+                    await tx.execute(statement)
+                await tx.execute(
+                    "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
+                    (path.name, to_db_time(utc_now())),
+                )
+            log.info("applied migration %s", path.name)
+            done.append(path.name)
+        return done
+
+
+def migration_files(migrations_dir: Path = MIGRATIONS_DIR) -> list[Path]:
+    return sorted(migrations_dir.glob("[0-9][0-9][0-9][0-9]_*.sql"))
+
+
+def _split_statements(script: str) -> list[str]:
+    """Split a migration into statements, so each runs inside our own transaction
+    (sqlite3's executescript would commit first)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            if current.strip():
+                statements.append(current.strip())
+            current = ""
+    if current.strip():
+        raise ValueError("migration ends inside a statement")
+    return statements

@@ -1,0 +1,20 @@
+"""The application's shared services, on typed keys declared in one place."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import jinja2
+from aiohttp import web
+
+from .config import Settings
+from .db import Database
+from .notify.sender import OutboxSender
+from .scheduling import Scheduler
+
+SETTINGS: Final = web.AppKey("settings", Settings)
+DATABASE: Final = web.AppKey("database", Database)
+SECRET_KEY: Final = web.AppKey("secret_key", bytes)
+SCHEDULER: Final = web.AppKey("scheduler", Scheduler)
+OUTBOX_SENDER: Final = web.AppKey("outbox_sender", OutboxSender)
+TEMPLATES: Final = web.AppKey("templates", jinja2.Environment)

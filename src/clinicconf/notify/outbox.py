@@ -1,0 +1,40 @@
+"""The durable outbox: messages are written in the same transaction as the change
+that causes them, and a background sender delivers them with retry and backoff."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from ..db import Database, Row, Transaction, to_db_time, utc_now
+
+MessageKind = Literal["invitation", "join_link", "cancellation"]
+Channel = Literal["email", "sms"]
+RecipientKind = Literal["staff", "patient"]
+
+
+async def enqueue(
+    tx: Transaction,
+    kind: MessageKind,
+    channel: Channel,
+    event_id: int,
+    recipient_kind: RecipientKind,
+    recipient_id: int,
+) -> int:
+    now = to_db_time(utc_now())
+    return await tx.execute(
+        "INSERT INTO outbox (kind, channel, event_id, recipient_kind, recipient_id,"
+        " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (kind, channel, event_id, recipient_kind, recipient_id, now, now),
+    )
+
+
+async def deliveries(db: Database, event_id: int) -> list[Row]:
+    """Every message of an event with its state, newest first, for the event page."""
+    return await db.fetchall(
+        "SELECT outbox.*, coalesce(staff.name, patients.name) AS recipient_name FROM outbox"
+        " LEFT JOIN staff ON outbox.recipient_kind = 'staff' AND staff.id = outbox.recipient_id"
+        " LEFT JOIN patients ON outbox.recipient_kind = 'patient'"
+        "  AND patients.id = outbox.recipient_id"
+        " WHERE outbox.event_id = ? ORDER BY outbox.id DESC",
+        (event_id,),
+    )
