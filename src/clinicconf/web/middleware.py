@@ -43,6 +43,11 @@ def is_api(request: web.Request) -> bool:
     return request.path.startswith(API_PREFIX)
 
 
+def wants_json(request: web.Request) -> bool:
+    """The API, and the pages' own fetch() calls, get errors as JSON."""
+    return is_api(request) or request.headers.get("Accept", "").startswith("application/json")
+
+
 def current_user(request: web.Request) -> StaffUser:
     """The signed-in staff member (or API token holder); raises when there is none."""
     user: StaffUser | None = request.get("user")
@@ -86,17 +91,17 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except AuthenticationRequired as exc:
-        if is_api(request):
+        if wants_json(request):
             return json_error(exc.status, exc.code, exc.message, exc.field)
         raise web.HTTPSeeOther(URL("/signin").with_query(next=request.path_qs)) from exc
     except ClinicConfError as exc:
-        if is_api(request):
+        if wants_json(request):
             return json_error(exc.status, exc.code, exc.message, exc.field)
         return render(request, "error.html", status=exc.status, message=exc.message)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        if is_api(request):
+        if wants_json(request):
             code = exc.reason.lower().replace(" ", "_")
             return json_error(exc.status, code, exc.reason)
         return render(request, "error.html", status=exc.status, message=exc.reason)
