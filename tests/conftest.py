@@ -46,7 +46,7 @@ async def make_account(
 ) -> Account:
     scheduler: Scheduler = app[keys.SCHEDULER]
     staff = await scheduler.create_staff(
-        None, StaffInput(name, email, "+15555550100", admin), await hash_password(password)
+        None, StaffInput(name, email, "+12025550123", admin), await hash_password(password)
     )
     token = await accounts.create_api_token(app[keys.DATABASE], staff.id)
     return Account(staff.id, email, password, token)

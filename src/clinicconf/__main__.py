@@ -134,11 +134,11 @@ async def _create_staff(settings: Settings, args: argparse.Namespace) -> int:
 async def _create_api_token(settings: Settings, args: argparse.Namespace) -> int:
     db, _ = await _open(settings)
     try:
-        row = await db.fetchone("SELECT id FROM staff WHERE email = ?", (args.email,))
-        if row is None:
+        staff_id = await accounts.staff_id_for_email(db, args.email)
+        if staff_id is None:
             print(f"error: no staff member with email {args.email}", file=sys.stderr)
             return 1
-        token = await accounts.create_api_token(db, row["id"])
+        token = await accounts.create_api_token(db, staff_id)
     finally:
         await db.close()
     print(token)

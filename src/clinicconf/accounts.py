@@ -35,6 +35,11 @@ async def staff_count(db: Database) -> int:
     return int(row["n"]) if row else 0
 
 
+async def staff_id_for_email(db: Database, email: str) -> int | None:
+    row = await db.fetchone("SELECT id FROM staff WHERE email = ?", (email.strip(),))
+    return None if row is None else int(row["id"])
+
+
 async def authenticate(db: Database, email: str, password: str) -> StaffUser | None:
     row = await db.fetchone("SELECT * FROM staff WHERE email = ?", (email.strip(),))
     stored = row["password_hash"] if row is not None else None

@@ -1,0 +1,89 @@
+"""The database and the join links' secrets."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from aiohttp import web
+
+from clinicconf import keys
+from clinicconf.accounts import StaffUser
+from clinicconf.db import Database, migration_files
+from clinicconf.links import JoinLinks
+from clinicconf.scheduling import EventInput, EventTypeInput, PatientInput
+from clinicconf.security import load_or_create_secret_key
+
+from .conftest import Account
+
+
+async def test_migrations_are_recorded_and_applied_once(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "db.sqlite3")
+    try:
+        first = await db.migrate()
+        again = await db.migrate()
+        recorded = [r["name"] for r in await db.fetchall("SELECT name FROM schema_migrations")]
+        journal = await db.fetchone("PRAGMA journal_mode")
+        foreign_keys = await db.fetchone("PRAGMA foreign_keys")
+    finally:
+        await db.close()
+    assert first == [p.name for p in migration_files()] and first
+    assert again == []
+    assert recorded == first
+    assert journal is not None and journal[0] == "wal"
+    assert foreign_keys is not None and foreign_keys[0] == 1
+
+
+async def _event_with_patient(app: web.Application, admin: Account) -> tuple[int, int]:
+    scheduler = app[keys.SCHEDULER]
+    user = StaffUser(admin.id, "Ada Admin", admin.email, True)
+    video = await scheduler.create_event_type(user, EventTypeInput("Telehealth", True, False))
+    patient = await scheduler.create_patient(user, PatientInput("Pat Patient", "MRN-1"))
+    start = datetime.now(UTC) + timedelta(days=1)
+    saved = await scheduler.create_event(
+        user,
+        EventInput(
+            "Check-up", video.id, start, start + timedelta(hours=1), [admin.id], [patient.id]
+        ),
+    )
+    return saved.event.id, patient.id
+
+
+async def test_a_copy_of_the_database_alone_opens_no_link(
+    app: web.Application, admin: Account, tmp_path: Path
+) -> None:
+    """Someone holding the database but not the server key can compute no token
+    that the server accepts, and finds none stored."""
+    event_id, patient_id = await _event_with_patient(app, admin)
+    db = app[keys.DATABASE]
+    settings = app[keys.SETTINGS]
+    url = await app[keys.SCHEDULER].links.url_for(db, event_id, "patient", patient_id)
+    assert url is not None
+    token = url.rsplit("/", 1)[1]
+    assert len(token) >= 22  # at least 128 bits in URL-safe base64
+
+    stolen = tmp_path / "stolen.sqlite3"
+    shutil.copy(settings.database_path, stolen)
+    assert token.encode() not in stolen.read_bytes()
+
+    # The thief derives tokens with a key of their own: the server recognises none of them.
+    thief_key = load_or_create_secret_key(tmp_path / "thief.key")
+    thief_db = await Database.open(stolen)
+    try:
+        forged = await JoinLinks(thief_key, "http://x").url_for(
+            thief_db, event_id, "patient", patient_id
+        )
+    finally:
+        await thief_db.close()
+    assert forged is not None
+    forged_token = forged.rsplit("/", 1)[1]
+    assert forged_token != token
+    assert await app[keys.SCHEDULER].links.resolve(db, forged_token, "personal") is None
+    assert await app[keys.SCHEDULER].links.resolve(db, token, "personal") is not None
+
+
+async def test_the_server_key_is_private_and_stable(app: web.Application) -> None:
+    path = app[keys.SETTINGS].secret_key_path
+    assert path.stat().st_mode & 0o077 == 0
+    assert load_or_create_secret_key(path) == app[keys.SECRET_KEY]
