@@ -59,6 +59,7 @@ async def start_session(db: Database, user: StaffUser) -> str:
     token = new_token()
     now = utc_now()
     async with db.transaction() as tx:
+        await tx.execute("DELETE FROM sessions WHERE expires_at <= ?", (to_db_time(now),))
         await tx.execute(
             "INSERT INTO sessions (token_hash, staff_id, created_at, expires_at)"
             " VALUES (?, ?, ?, ?)",
