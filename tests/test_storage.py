@@ -63,9 +63,11 @@ async def test_a_copy_of_the_database_alone_opens_no_link(
     token = url.rsplit("/", 1)[1]
     assert len(token) >= 22  # at least 128 bits in URL-safe base64
 
+    # The thief copies the database with its write-ahead log, as a backup would.
     stolen = tmp_path / "stolen.sqlite3"
-    shutil.copy(settings.database_path, stolen)
-    assert token.encode() not in stolen.read_bytes()
+    for suffix in ("", "-wal"):
+        shutil.copy(f"{settings.database_path}{suffix}", f"{stolen}{suffix}")
+        assert token.encode() not in Path(f"{stolen}{suffix}").read_bytes()
 
     # The thief derives tokens with a key of their own: the server recognises none of them.
     thief_key = load_or_create_secret_key(tmp_path / "thief.key")

@@ -7,6 +7,7 @@ from typing import Final
 import jinja2
 from aiohttp import web
 
+from .accounts import StaffUser
 from .config import Settings
 from .db import Database
 from .notify.sender import OutboxSender
@@ -18,3 +19,8 @@ SECRET_KEY: Final = web.AppKey("secret_key", bytes)
 SCHEDULER: Final = web.AppKey("scheduler", Scheduler)
 OUTBOX_SENDER: Final = web.AppKey("outbox_sender", OutboxSender)
 TEMPLATES: Final = web.AppKey("templates", jinja2.Environment)
+
+# Per request, set by the middleware: the signed-in staff member (absent when nobody
+# is signed in) and the CSRF token that forms must echo.
+USER: Final = web.RequestKey("user", StaffUser)
+CSRF_TOKEN: Final = web.RequestKey("csrf_token", str)

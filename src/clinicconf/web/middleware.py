@@ -50,7 +50,7 @@ def wants_json(request: web.Request) -> bool:
 
 def current_user(request: web.Request) -> StaffUser:
     """The signed-in staff member (or API token holder); raises when there is none."""
-    user: StaffUser | None = request.get("user")
+    user: StaffUser | None = request.get(keys.USER)
     if user is None:
         raise AuthenticationRequired("Please sign in.")
     return user
@@ -120,7 +120,8 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
             raise AuthenticationRequired("A valid API token is required (Authorization: Bearer).")
     elif session_token := request.cookies.get(SESSION_COOKIE):
         user = await accounts.session_user(db, session_token)
-    request["user"] = user
+    if user is not None:
+        request[keys.USER] = user
     return await handler(request)
 
 
@@ -142,12 +143,12 @@ async def csrf(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise PermissionDenied(
                 "This form has expired. Please go back, reload the page and try again."
             )
-    request["csrf_token"] = cookie or new_token()
+    request[keys.CSRF_TOKEN] = cookie or new_token()
     response = await handler(request)
     if cookie is None:
         response.set_cookie(
             CSRF_COOKIE,
-            request["csrf_token"],
+            request[keys.CSRF_TOKEN],
             httponly=True,
             samesite="Strict",
             secure=secure_cookies(request),

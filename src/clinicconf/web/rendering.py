@@ -39,6 +39,6 @@ def render(
 ) -> web.Response:
     env = request.app[keys.TEMPLATES]
     html = env.get_template(template).render(
-        user=request.get("user"), csrf_token=request.get("csrf_token", ""), **context
+        user=request.get(keys.USER), csrf_token=request.get(keys.CSRF_TOKEN, ""), **context
     )
     return web.Response(text=html, status=status, content_type="text/html")

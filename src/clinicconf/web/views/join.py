@@ -1,7 +1,185 @@
-"""join views."""
+"""Join link landing pages: `/j/<token>` (one person's link) and `/p/<token>` (a Public
+Conference's shared link).
+
+The token is the only credential, so it is never logged (web/logging.py redacts
+these paths) nor sent to other sites (Referrer-Policy: no-referrer), and a page
+shows a visitor only what their link entitles them to: a patient never sees
+another patient's name.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Final, Literal
+
 from aiohttp import web
 
+from ... import audit, keys
+from ...db import utc_now
+from ...links import JoinLink, LinkWindow
+from ...scheduling import Event, Patient, Staff
+from ..forms import FormData, FormErrors, read_form
+from ..rendering import render
+
 routes = web.RouteTableDef()
+
+MAX_DISPLAY_NAME: Final = 60
+
+JoinState = Literal["cancelled", "early", "open", "ended"]
+
+# The page and HTTP status for a link that cannot be used now.
+_CLOSED_STATUS: Final[dict[JoinState, int]] = {
+    "cancelled": 410,
+    # Not 425 Too Early: that status is about replayable TLS early data (RFC 8470),
+    # and some clients retry it by themselves. 403 says "not allowed now"; the page
+    # says when it will be.
+    "early": 403,
+    "ended": 410,
+}
+
+
+@dataclass(frozen=True)
+class OpenedLink:
+    """A join link, its event and whether it can be used at this moment."""
+
+    link: JoinLink
+    event: Event
+    window: LinkWindow
+    state: JoinState
+    # Whose link it is; None for a public link.
+    person: Staff | Patient | None
+
+
+async def open_join_link(
+    app: web.Application, token: str, kind: Literal["personal", "public"]
+) -> OpenedLink | None:
+    """What a token opens, or None when it opens nothing."""
+    scheduler = app[keys.SCHEDULER]
+    link = await scheduler.links.resolve(app[keys.DATABASE], token, kind)
+    if link is None:
+        return None
+    event = await scheduler.get_event(link.event_id)
+    window = event.window(app[keys.SETTINGS].join_window_minutes)
+    state: JoinState = "cancelled" if event.cancelled else window.state(utc_now())
+    person: Staff | Patient | None = None
+    if link.kind != "public" and link.person_id is not None:
+        person = event.person(link.kind, link.person_id)
+        if person is None and link.kind == "staff":
+            # "Get My Conference Link" gives staff who are not on the event a link too.
+            person = await scheduler.get_staff(link.person_id)
+    return OpenedLink(link, event, window, state, person)
+
+
+@dataclass(frozen=True)
+class Invitee:
+    name: str
+    is_you: bool = False
+
+
+def invitees_seen_by(opened: OpenedLink) -> tuple[list[Invitee], list[Invitee]]:
+    """The staff and the patients of the event as this link's holder may see them:
+    staff see everyone; a patient sees the staff and themselves; a public guest sees
+    the staff, and each patient only as "Patient"."""
+    link, event = opened.link, opened.event
+    staff = [Invitee(s.name, link.kind == "staff" and s.id == link.person_id) for s in event.staff]
+    if link.kind == "staff":
+        patients = [Invitee(p.name) for p in event.patients]
+    elif link.kind == "patient":
+        patients = [Invitee(p.name, True) for p in event.patients if p.id == link.person_id]
+    else:
+        patients = [Invitee("Patient") for _ in event.patients]
+    return staff, patients
+
+
+async def _record_opening(app: web.Application, opened: OpenedLink) -> None:
+    link = opened.link
+    if link.kind == "public" or link.person_id is None:
+        actor, subject = audit.Actor("guest"), None
+    else:
+        actor, subject = audit.Actor(link.kind, link.person_id), (link.kind, link.person_id)
+    async with app[keys.DATABASE].transaction() as tx:
+        await audit.record(
+            tx, actor, "link_opened", event_id=link.event_id, subject=subject, state=opened.state
+        )
+
+
+def _landing_page(
+    request: web.Request,
+    opened: OpenedLink,
+    *,
+    display_name: str | None = None,
+    form: FormData | None = None,
+    errors: FormErrors | None = None,
+    status: int = 200,
+) -> web.Response:
+    staff, patients = invitees_seen_by(opened)
+    return render(
+        request,
+        "join.html",
+        status=status,
+        event=opened.event,
+        person=opened.person,
+        is_public=opened.link.kind == "public",
+        staff=staff,
+        patients=patients,
+        display_name=display_name,
+        form=form or {},
+        errors=errors or {},
+        max_display_name=MAX_DISPLAY_NAME,
+    )
+
+
+def _closed_page(request: web.Request, opened: OpenedLink | None) -> web.Response:
+    if opened is None:
+        return render(request, "join_closed.html", status=404, state="unknown", event=None)
+    return render(
+        request,
+        "join_closed.html",
+        status=_CLOSED_STATUS[opened.state],
+        state=opened.state,
+        event=opened.event,
+        opens_at=opened.window.opens_at,
+    )
+
+
+async def _show(request: web.Request, kind: Literal["personal", "public"]) -> web.Response:
+    opened = await open_join_link(request.app, request.match_info["token"], kind)
+    if opened is not None:
+        await _record_opening(request.app, opened)
+    if opened is None or opened.state != "open":
+        return _closed_page(request, opened)
+    return _landing_page(request, opened)
+
+
+@routes.get("/j/{token}")
+async def personal_link(request: web.Request) -> web.Response:
+    return await _show(request, "personal")
+
+
+@routes.get("/p/{token}")
+async def public_link(request: web.Request) -> web.Response:
+    return await _show(request, "public")
+
+
+@routes.post("/p/{token}")
+async def choose_display_name(request: web.Request) -> web.Response:
+    """A public guest says what name to join under. Nothing is stored: the lobby,
+    a later step, takes the name from here."""
+    opened = await open_join_link(request.app, request.match_info["token"], "public")
+    if opened is None or opened.state != "open":
+        return _closed_page(request, opened)
+    form = await read_form(request)
+    name = form.get("display_name", "").strip()
+    if not name:
+        error = "Please type the name the others will see."
+    elif len(name) > MAX_DISPLAY_NAME:
+        error = f"Use at most {MAX_DISPLAY_NAME} characters."
+    else:
+        return _landing_page(request, opened, display_name=name, form={"display_name": name})
+    return _landing_page(
+        request,
+        opened,
+        form={"display_name": form.get("display_name", "")},
+        errors={"display_name": error},
+        status=422,
+    )
