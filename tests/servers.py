@@ -1,0 +1,239 @@
+"""Real servers on 127.0.0.1 for the notification tests: an SMTP server (aiosmtpd)
+and an HTTPS stand-in for Vonage's SMS API.
+
+A test module imports the fixtures it uses, each under a name of its own so that
+the test's parameter does not shadow the import:
+`from .servers import smtp_server_fixture  # noqa: F401` gives the `smtp_server` fixture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email.policy
+import socket
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+import trustme
+from aiohttp import web
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+HOST = "127.0.0.1"
+WAIT_SECONDS = 5.0
+
+
+def free_port() -> int:
+    """A port nothing listens on (aiosmtpd's Controller cannot be given port 0)."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]]) -> None:
+    """Polls until `condition` holds, for WAIT_SECONDS at most. What the tests watch
+    (the database, a list filled on another thread) offers nothing to await."""
+    async with asyncio.timeout(WAIT_SECONDS):
+        while not await condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
+def server_tls_context(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(HOST).configure_cert(context)
+    return context
+
+
+# --- SMTP ---------------------------------------------------------------------------
+
+
+class SmtpServer:
+    """An aiosmtpd server collecting what it receives in `messages`. It can be
+    stopped and started again on the same port, to play a mail server that is down.
+
+    With a TLS context it speaks TLS (`security` "starttls" or "tls", as the setting
+    smtp_security) and takes mail only from a login as clinic / mail-password.
+    """
+
+    USERNAME = "clinic"
+    PASSWORD = "mail-password"
+
+    def __init__(
+        self,
+        port: int,
+        tls: ssl.SSLContext | None = None,
+        security: Literal["starttls", "tls"] = "starttls",
+    ) -> None:
+        self.port = port
+        self.messages: list[EmailMessage] = []
+        # Logins the server was offered, as (username, password).
+        self.logins: list[tuple[str, str]] = []
+        # An SMTP reply to refuse every recipient with; "{address}" stands for theirs.
+        self.refuse_recipients: str | None = None
+        self._options: dict[str, Any] = {}
+        if tls is not None:
+            self._options["authenticator"] = self._authenticate
+            if security == "starttls":
+                self._options.update(tls_context=tls, require_starttls=True)
+            else:
+                # aiosmtpd's login-needs-TLS check knows only STARTTLS; this is TLS throughout.
+                self._options.update(ssl_context=tls, auth_require_tls=False)
+        self._controller: Controller | None = None
+
+    def start(self) -> None:
+        # A new Controller each time: a stopped one has closed its event loop.
+        self._controller = Controller(self, hostname=HOST, port=self.port, **self._options)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    async def wait_for(self, count: int) -> list[EmailMessage]:
+        """The first `count` messages, once they have arrived."""
+
+        async def arrived() -> bool:
+            return len(self.messages) >= count
+
+        await wait_until(arrived)
+        return self.messages[:count]
+
+    # aiosmtpd's handler hooks; they run on the controller's own thread and loop.
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        if self.refuse_recipients is not None:
+            return self.refuse_recipients.format(address=address)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        assert isinstance(envelope.content, bytes)
+        message = BytesParser(policy=email.policy.default).parsebytes(envelope.content)
+        assert isinstance(message, EmailMessage)
+        self.messages.append(message)
+        return "250 Message accepted for delivery"
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        assert isinstance(data, LoginPassword)
+        login = (data.login.decode(), data.password.decode())
+        self.logins.append(login)
+        return AuthResult(success=login == (self.USERNAME, self.PASSWORD))
+
+
+@pytest.fixture(name="smtp_server")
+def smtp_server_fixture() -> Iterator[SmtpServer]:
+    """A plain SMTP server, running; `.stop()` and `.start()` it to take it down and up."""
+    server = SmtpServer(free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@dataclass
+class TlsSmtp:
+    server: SmtpServer
+    security: Literal["starttls", "tls"]
+    ca_file: Path  # the CA that signed the server's certificate, for settings.smtp_ca_file
+
+
+@pytest.fixture(name="tls_smtp_server", params=["starttls", "tls"])
+def tls_smtp_server_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TlsSmtp]:
+    """An SMTP server speaking STARTTLS, then one speaking TLS from the start, with a
+    certificate from a CA of its own; both want a login."""
+    ca = trustme.CA()
+    ca_file = tmp_path / "smtp-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server = SmtpServer(free_port(), server_tls_context(ca), request.param)
+    server.start()
+    yield TlsSmtp(server, request.param, ca_file)
+    server.stop()
+
+
+# --- Vonage ---------------------------------------------------------------------------
+
+
+@dataclass
+class SmsRequest:
+    form: dict[str, str]
+    # From the Basic authorization header, as the SDK sends them.
+    api_key: str
+    api_secret: str
+
+
+@dataclass
+class VonageStandIn:
+    """Answers `POST /sms/json` as Vonage's SMS API does, over HTTPS with a
+    certificate from a CA of its own."""
+
+    api_key: str = "vonage-key"
+    api_secret: str = "vonage-secret"
+    # "0" accepts the message; another status refuses it, as Vonage does.
+    reply_status: str = "0"
+    requests: list[SmsRequest] = field(default_factory=list)
+    port: int = 0
+
+    @property
+    def rest_host(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    async def handle_sms(self, request: web.Request) -> web.Response:
+        scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+        key, _, secret = base64.b64decode(encoded).decode().partition(":")
+        if scheme != "Basic" or (key, secret) != (self.api_key, self.api_secret):
+            return self._answer({"type": "unauthorized", "title": "Unauthorized"}, 401)
+        form = {name: str(value) for name, value in (await request.post()).items()}
+        self.requests.append(SmsRequest(form, key, secret))
+        if self.reply_status == "0":
+            part = {
+                "to": form["to"],
+                "message-id": f"msg-{len(self.requests)}",
+                "status": "0",
+                "remaining-balance": "12.34",
+                "message-price": "0.0333",
+                "network": "310004",
+            }
+        else:
+            # Quoting the number, to show that it does not travel on into our records.
+            part = {"status": self.reply_status, "error-text": f"Rejected for {form['to']}"}
+        return self._answer({"message-count": "1", "messages": [part]})
+
+    @staticmethod
+    def _answer(body: dict[str, Any], status: int = 200) -> web.Response:
+        response = web.json_response(body, status=status)
+        # The SDK's connection pool would keep the connection open past the test, and
+        # the server could not finish closing it.
+        response.force_close()
+        return response
+
+
+@pytest.fixture(name="vonage")
+async def vonage_fixture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[VonageStandIn]:
+    """The stand-in, running on the test's event loop; the SDK (requests) trusts its CA."""
+    ca = trustme.CA()
+    ca_file = tmp_path / "vonage-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
+    stand_in = VonageStandIn()
+    app = web.Application()
+    app.router.add_post("/sms/json", stand_in.handle_sms)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, HOST, 0, ssl_context=server_tls_context(ca))
+    await site.start()
+    stand_in.port = runner.addresses[0][1]
+    yield stand_in
+    await runner.cleanup()
