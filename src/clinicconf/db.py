@@ -71,6 +71,9 @@ class Database:
 
     @classmethod
     async def open(cls, path: Path) -> Database:
+        # aiosqlite logs every statement with its parameters (names, emails, phones)
+        # at debug level: keep that out of the server's log at any log level.
+        logging.getLogger("aiosqlite").setLevel(logging.INFO)
         path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
         conn = await aiosqlite.connect(path, isolation_level=None)
