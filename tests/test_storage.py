@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -63,11 +64,14 @@ async def test_a_copy_of_the_database_alone_opens_no_link(
     token = url.rsplit("/", 1)[1]
     assert len(token) >= 22  # at least 128 bits in URL-safe base64
 
-    # The thief copies the database with its write-ahead log, as a backup would.
+    # The thief has a consistent copy of the whole database, as a backup would be.
     stolen = tmp_path / "stolen.sqlite3"
-    for suffix in ("", "-wal"):
-        shutil.copy(f"{settings.database_path}{suffix}", f"{stolen}{suffix}")
-        assert token.encode() not in Path(f"{stolen}{suffix}").read_bytes()
+    with (
+        closing(sqlite3.connect(settings.database_path)) as live,
+        closing(sqlite3.connect(stolen)) as copy,
+    ):
+        live.backup(copy)
+    assert token.encode() not in stolen.read_bytes()
 
     # The thief derives tokens with a key of their own: the server recognises none of them.
     thief_key = load_or_create_secret_key(tmp_path / "thief.key")

@@ -34,9 +34,7 @@ def create_environment(time_zone: str) -> jinja2.Environment:
     return env
 
 
-def render(
-    request: web.Request, template: str, status: int = 200, **context: Any
-) -> web.Response:
+def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
     env = request.app[keys.TEMPLATES]
     html = env.get_template(template).render(
         user=request.get(keys.USER), csrf_token=request.get(keys.CSRF_TOKEN, ""), **context
