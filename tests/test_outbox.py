@@ -12,6 +12,7 @@ from clinicconf import keys
 from clinicconf.app import create_app
 from clinicconf.config import Settings
 from clinicconf.db import Database, to_db_time, utc_now
+from clinicconf.scheduling import EventInput
 
 from .conftest import AiohttpClient
 from .consultation import (
@@ -102,16 +103,41 @@ async def test_invitations_overtaken_by_the_cancellation_are_not_sent(
     consultation = await schedule_consultation(app)
     await wait_for_outbox(app, tried_and_failed)
     await consultation.scheduler.cancel_event(consultation.user, consultation.event.id)
-    await wait_for_outbox(app, tried_and_failed)
 
     smtp_server.start()
     await make_retries_due(app)
 
     rows = await wait_for_outbox(app, lambda row: row["status"] != "pending")
-    invitations = [row for row in rows if row["kind"] == "invitation"]
-    assert {(row["status"], row["last_error"]) for row in invitations} == {
-        ("failed", "not sent: the event was cancelled")
-    }
-    assert {row["status"] for row in rows if row["kind"] == "cancellation"} == {"sent"}
+    assert [(row["kind"], row["status"]) for row in rows] == [("cancellation", "sent")] * len(
+        INVITEES
+    )
     assert recipients(smtp_server) == INVITEES
     assert all(m["Subject"].startswith("Cancelled: ") for m in smtp_server.messages)
+
+
+async def test_an_event_changed_twice_during_an_outage_sends_one_invitation_each(
+    aiohttp_client: AiohttpClient, settings: Settings, smtp_server: SmtpServer
+) -> None:
+    smtp_server.stop()
+    app = await open_clinic(aiohttp_client, with_smtp(settings, smtp_server))
+    consultation = await schedule_consultation(app)
+    event = consultation.event
+    for title in ("Follow-up, moved", "Follow-up, moved again"):
+        change = EventInput(
+            title,
+            event.event_type.id,
+            event.start,
+            event.end,
+            [s.id for s in event.staff],
+            [p.id for p in event.patients],
+        )
+        await consultation.scheduler.update_event(consultation.user, event.id, change)
+
+    smtp_server.start()
+    await make_retries_due(app)
+
+    await assert_each_delivered_once(app, smtp_server)
+    assert {m["Subject"].split(",")[0] for m in smtp_server.messages} == {
+        "Telehealth invitation: Follow-up"
+    }
+    assert all("moved again" in m["Subject"] for m in smtp_server.messages)

@@ -109,10 +109,16 @@ class OutboxSender:
                 (to_db_time(utc_now()), BATCH_SIZE),
             )
             tried = 0
-            for row in rows:
+            for listed in rows:
                 if self._closing:
                     break
-                await self._deliver(row)
+                # Read again: a later change to the event may have replaced the message
+                # since the batch was listed.
+                row = await self._db.fetchone(
+                    "SELECT * FROM outbox WHERE id = ? AND status = 'pending'", (listed["id"],)
+                )
+                if row is not None:
+                    await self._deliver(row)
                 tried += 1
             return tried
 
