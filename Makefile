@@ -32,7 +32,7 @@ serve: install
 # The browser tests drive Debian's chromium; Playwright never downloads a browser here.
 chromium:
 	@[ -x /usr/bin/chromium ] || { $(SUDO) apt-get update && \
-		$(SUDO) apt-get install --yes --no-install-recommends chromium; }
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install --yes chromium; }
 
 lint: install-dev
 	$(BIN)/ruff check src tests
