@@ -89,15 +89,17 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         async with self._lock:
-            # IMMEDIATE takes the write lock now, so a concurrent writer (the CLI)
-            # waits on busy_timeout instead of failing half-way.
-            await self._conn.execute("BEGIN IMMEDIATE")
             try:
+                # IMMEDIATE takes the write lock now, so a concurrent writer (the CLI)
+                # waits on busy_timeout instead of failing half-way.
+                await self._conn.execute("BEGIN IMMEDIATE")
                 yield Transaction(self._conn)
             except BaseException:
-                await self._conn.execute("ROLLBACK")
+                # Also when cancelled while BEGIN was still queued: the rollback runs
+                # after it on the connection's thread, and is a no-op without one.
+                await self._conn.rollback()
                 raise
-            await self._conn.execute("COMMIT")
+            await self._conn.commit()
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         async with self.transaction() as tx:
