@@ -69,6 +69,9 @@ CREATE TABLE join_links (
     person_id  INTEGER,
     salt       BLOB NOT NULL,
     token_hash BLOB NOT NULL UNIQUE,
+    -- 1: a staff member's own link from "Get My Conference Link", which stays when
+    -- the event's list of people changes; 0: the link of a person on the event.
+    self_issued INTEGER NOT NULL DEFAULT 0 CHECK (self_issued IN (0, 1)),
     created_at TEXT NOT NULL,
     CHECK ((kind = 'public') = (person_id IS NULL))
 );
@@ -99,13 +102,17 @@ CREATE TABLE setup_tokens (
 -- Messages waiting to be sent. The text is rendered at send time, so the
 -- join link inside it is never stored.
 CREATE TABLE outbox (
-    id              INTEGER PRIMARY KEY,
+    -- AUTOINCREMENT: an id is never reused, so the sender's update of a message it
+    -- has just sent can never land on a newer one.
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
     kind            TEXT NOT NULL CHECK (kind IN ('invitation', 'join_link', 'cancellation')),
     channel         TEXT NOT NULL CHECK (channel IN ('email', 'sms')),
     event_id        INTEGER NOT NULL REFERENCES events (id) ON DELETE CASCADE,
     recipient_kind  TEXT NOT NULL CHECK (recipient_kind IN ('staff', 'patient')),
     recipient_id    INTEGER NOT NULL,
-    status          TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'failed')),
+    -- superseded: replaced, before it was sent, by a newer message of the same kind.
+    status          TEXT NOT NULL DEFAULT 'pending'
+                    CHECK (status IN ('pending', 'sent', 'failed', 'superseded')),
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at TEXT NOT NULL,
     last_error      TEXT,

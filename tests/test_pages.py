@@ -392,6 +392,33 @@ async def test_a_link_opens_only_its_own_kind_of_page(
         assert "This link is not valid" in page.text
 
 
+async def test_people_taken_off_the_event_lose_their_link_but_own_links_stay(
+    client: Client, app: web.Application, admin: Account, staff: Account, conference: Conference
+) -> None:
+    scheduler = app[keys.SCHEDULER]
+    event = await scheduler.get_event(conference.event_id)
+
+    async def keep_only(patient_ids: list[int]) -> None:
+        await scheduler.update_event(
+            conference.admin,
+            event.id,
+            EventInput(event.title, event.event_type.id, event.start, event.end, [admin.id],
+                       patient_ids),
+        )  # fmt: skip
+
+    await keep_only([conference.patient_id])  # Sam and Quinn are taken off
+    for path in (conference.staff_path, conference.other_patient_path):
+        assert (await get(client, path)).status == 404
+
+    # Sam, no longer on the event, takes a link of his own: it outlives later changes.
+    sam = StaffUser(staff.id, "Sam Staff", staff.email, False)
+    own_path = URL(await scheduler.my_link(sam, event.id)).path
+    await keep_only([])
+    assert (await get(client, own_path)).status == 200
+    assert (await get(client, conference.patient_path)).status == 404
+    assert (await get(client, conference.public_path)).status == 200
+
+
 async def test_links_of_a_cancelled_conference_say_so(
     client: Client, app: web.Application, conference: Conference
 ) -> None:

@@ -61,20 +61,31 @@ class JoinLinks:
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
     async def ensure(
-        self, tx: Transaction, event_id: int, kind: LinkKind, person_id: int | None
+        self,
+        tx: Transaction,
+        event_id: int,
+        kind: LinkKind,
+        person_id: int | None,
+        *,
+        self_issued: bool = False,
     ) -> int:
         """The link's id, creating the link if this person has none for the event."""
-        row = await tx.fetchone(
-            "SELECT id FROM join_links WHERE event_id = ? AND kind = ? AND person_id IS ?",
-            (event_id, kind, person_id),
-        )
-        if row is not None:
-            return int(row["id"])
+        link_id = await self._link_id(tx, event_id, kind, person_id)
+        if link_id is not None:
+            return link_id
         salt = secrets.token_bytes(SALT_BYTES)
         return await tx.execute(
-            "INSERT INTO join_links (event_id, kind, person_id, salt, token_hash, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (event_id, kind, person_id, salt, token_hash(self._token(salt)), to_db_time(utc_now())),
+            "INSERT INTO join_links (event_id, kind, person_id, salt, token_hash, self_issued,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                event_id,
+                kind,
+                person_id,
+                salt,
+                token_hash(self._token(salt)),
+                int(self_issued),
+                to_db_time(utc_now()),
+            ),
         )
 
     async def url(self, db: Database | Transaction, link_id: int) -> str:
@@ -87,11 +98,18 @@ class JoinLinks:
     async def url_for(
         self, db: Database | Transaction, event_id: int, kind: LinkKind, person_id: int | None
     ) -> str | None:
+        link_id = await self._link_id(db, event_id, kind, person_id)
+        return None if link_id is None else await self.url(db, link_id)
+
+    @staticmethod
+    async def _link_id(
+        db: Database | Transaction, event_id: int, kind: LinkKind, person_id: int | None
+    ) -> int | None:
         row = await db.fetchone(
             "SELECT id FROM join_links WHERE event_id = ? AND kind = ? AND person_id IS ?",
             (event_id, kind, person_id),
         )
-        return None if row is None else await self.url(db, int(row["id"]))
+        return None if row is None else int(row["id"])
 
     async def resolve(
         self, db: Database, token: str, kind: Literal["personal", "public"]

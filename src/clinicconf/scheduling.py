@@ -422,7 +422,7 @@ class Scheduler:
         """The signed-in staff member's own link, created when they are not linked."""
         async with self.db.transaction() as tx:
             await self._open_event_with_video(tx, event_id)
-            link_id = await self.links.ensure(tx, event_id, "staff", user.id)
+            link_id = await self.links.ensure(tx, event_id, "staff", user.id, self_issued=True)
             await audit.record(
                 tx, user.actor, "link_copied", event_id=event_id, subject=("staff", user.id)
             )
@@ -527,17 +527,20 @@ class Scheduler:
 
     async def _sync_join_links(self, tx: Transaction, event: Event) -> None:
         """Exactly the links the event needs: one per linked person and a public one
-        for a Public Conference. A removed person's link stops working. Staff links
-        made by "Get My Conference Link" stay."""
+        for a Public Conference. A removed person's link stops working; a staff
+        member's own link from "Get My Conference Link" stays."""
         if not event.event_type.video_conferencing:
             await tx.execute("DELETE FROM join_links WHERE event_id = ?", (event.id,))
             return
-        linked_patients = {p.id for p in event.patients}
+        linked = {("staff", s.id) for s in event.staff} | {
+            ("patient", p.id) for p in event.patients
+        }
         for row in await tx.fetchall(
-            "SELECT id, person_id FROM join_links WHERE event_id = ? AND kind = 'patient'",
+            "SELECT id, kind, person_id FROM join_links"
+            " WHERE event_id = ? AND kind != 'public' AND self_issued = 0",
             (event.id,),
         ):
-            if row["person_id"] not in linked_patients:
+            if (row["kind"], row["person_id"]) not in linked:
                 await tx.execute("DELETE FROM join_links WHERE id = ?", (row["id"],))
         wanted: list[tuple[LinkKind, int | None]] = [("staff", s.id) for s in event.staff]
         wanted += [("patient", p.id) for p in event.patients]
