@@ -24,8 +24,9 @@ async def enqueue(
         # An invitation or a cancellation describes the event as it is now: one not yet
         # sent to this person is out of date, and they should get only the newest.
         await tx.execute(
-            "DELETE FROM outbox WHERE status = 'pending' AND kind != 'join_link'"
-            " AND event_id = ? AND channel = ? AND recipient_kind = ? AND recipient_id = ?",
+            "UPDATE outbox SET status = 'superseded' WHERE status = 'pending'"
+            " AND kind != 'join_link' AND event_id = ? AND channel = ?"
+            " AND recipient_kind = ? AND recipient_id = ?",
             (event_id, channel, recipient_kind, recipient_id),
         )
     now = to_db_time(utc_now())

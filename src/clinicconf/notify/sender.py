@@ -142,6 +142,7 @@ class OutboxSender:
                 row, DeliveryError(f"unexpected error ({type(exc).__name__})", permanent=False)
             )
             return
+        # Whatever happened to the row meanwhile (superseded), it was sent: say so.
         await self._db.execute(
             "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?,"
             " last_error = NULL WHERE id = ?",
@@ -153,9 +154,10 @@ class OutboxSender:
         attempts = row["attempts"] + 1
         now = utc_now()
         give_up = exc.permanent or now - from_db_time(row["created_at"]) >= GIVE_UP_AFTER
+        # Only while pending: a message superseded during this attempt stays superseded.
         await self._db.execute(
             "UPDATE outbox SET status = ?, attempts = ?, last_error = ?, next_attempt_at = ?"
-            " WHERE id = ?",
+            " WHERE id = ? AND status = 'pending'",
             (
                 "failed" if give_up else "pending",
                 attempts,

@@ -146,6 +146,8 @@ class Delivery:
             status = "Sent"
         elif row["status"] == "failed":
             status = f"Failed: {row['last_error']}"
+        elif row["status"] == "superseded":
+            status = "Not sent: replaced by a newer message"
         elif row["attempts"] == 0:
             status = "Waiting to be sent"
         else:
