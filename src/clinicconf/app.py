@@ -28,7 +28,6 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=MAX_REQUEST_BYTES,
         middlewares=[
-            middleware.security_headers,
             middleware.errors,
             middleware.authentication,
             middleware.csrf,
@@ -36,6 +35,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[keys.SETTINGS] = settings
     app[keys.TEMPLATES] = create_environment(settings.time_zone)
+    app.on_response_prepare.append(middleware.add_security_headers)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_outbox_sender)
     add_routes(app)

@@ -36,7 +36,10 @@ _SECURITY_HEADERS: Final = {
     "X-Frame-Options": "DENY",
     # Pages hold health information and links: no shared or back-button cache.
     "Cache-Control": "no-store",
+    # The conference pages will need the camera and microphone; nothing else does.
+    "Permissions-Policy": "camera=(self), microphone=(self), geolocation=(), payment=()",
 }
+HSTS: Final = "max-age=31536000"
 
 
 def is_api(request: web.Request) -> bool:
@@ -77,13 +80,13 @@ def set_session_cookie(request: web.Request, response: web.StreamResponse, token
     )
 
 
-@web.middleware
-async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    if not response.prepared:
-        for name, value in _SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-    return response
+async def add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every response, redirects, errors and static files included (an
+    on_response_prepare signal, which no handler or exception can bypass)."""
+    for name, value in _SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if secure_cookies(request):
+        response.headers.setdefault("Strict-Transport-Security", HSTS)
 
 
 @web.middleware
