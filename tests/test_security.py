@@ -10,8 +10,10 @@ from aiohttp.test_utils import TestClient
 
 from clinicconf.app import create_app
 from clinicconf.config import Settings
+from clinicconf.throttle import FAILURES_PER_ACCOUNT
 
-from .conftest import AiohttpClient
+from .conftest import ADMIN_PASSWORD, STAFF_PASSWORD, Account, AiohttpClient
+from .test_pages import submit
 
 Client = TestClient[web.Request, web.Application]
 
@@ -47,3 +49,18 @@ async def test_an_https_clinic_gets_hsts_and_secure_cookies(
     async with client.get("/signin") as resp:
         assert resp.headers["Strict-Transport-Security"].startswith("max-age=")
         assert "Secure" in resp.headers["Set-Cookie"]
+
+
+async def test_guessing_a_password_is_stopped_and_the_owner_waits_it_out(
+    client: Client, admin: Account, staff: Account
+) -> None:
+    for _ in range(FAILURES_PER_ACCOUNT):
+        wrong = await submit(client, "/signin", {"email": admin.email, "password": "guess"})
+        assert wrong.status == 400
+    # Now even the right password is refused for a while, with a plain explanation.
+    right = await submit(client, "/signin", {"email": admin.email, "password": ADMIN_PASSWORD})
+    assert right.status == 429
+    assert "Too many failed sign-ins. Please wait 15 minutes" in right.text
+    # Another account from the same address is not locked out.
+    other = await submit(client, "/signin", {"email": staff.email, "password": STAFF_PASSWORD})
+    assert other.status == 303

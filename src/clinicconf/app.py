@@ -14,6 +14,7 @@ from .links import JoinLinks
 from .notify.sender import OutboxSender
 from .scheduling import Scheduler
 from .security import load_or_create_secret_key
+from .throttle import SignInThrottle
 from .web import middleware
 from .web.rendering import create_environment
 from .web.routes import add_routes
@@ -35,6 +36,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[keys.SETTINGS] = settings
     app[keys.TEMPLATES] = create_environment(settings.time_zone)
+    app[keys.SIGN_IN_THROTTLE] = SignInThrottle()
     app.on_response_prepare.append(middleware.add_security_headers)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_outbox_sender)

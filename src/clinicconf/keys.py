@@ -12,6 +12,7 @@ from .config import Settings
 from .db import Database
 from .notify.sender import OutboxSender
 from .scheduling import Scheduler
+from .throttle import SignInThrottle
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 DATABASE: Final = web.AppKey("database", Database)
@@ -19,6 +20,7 @@ SECRET_KEY: Final = web.AppKey("secret_key", bytes)
 SCHEDULER: Final = web.AppKey("scheduler", Scheduler)
 OUTBOX_SENDER: Final = web.AppKey("outbox_sender", OutboxSender)
 TEMPLATES: Final = web.AppKey("templates", jinja2.Environment)
+SIGN_IN_THROTTLE: Final = web.AppKey("sign_in_throttle", SignInThrottle)
 
 # Per request, set by the middleware: the signed-in staff member (absent when nobody
 # is signed in) and the CSRF token that forms must echo.

@@ -57,10 +57,17 @@ async def sign_in_page(request: web.Request) -> web.Response:
 async def sign_in(request: web.Request) -> web.Response:
     form = await read_form(request)
     next_path = safe_next(form.get("next"))
+    email, address = form.get("email", ""), request.remote or ""
+    throttle = request.app[keys.SIGN_IN_THROTTLE]
+    if minutes := throttle.minutes_to_wait(email, address):
+        message = f"Too many failed sign-ins. Please wait {minutes} minutes and try again."
+        return _sign_in_form(request, email, next_path, message, 429)
     db = request.app[keys.DATABASE]
-    user = await accounts.authenticate(db, form.get("email", ""), form.get("password", ""))
+    user = await accounts.authenticate(db, email, form.get("password", ""))
     if user is None:
-        return _sign_in_form(request, form.get("email", ""), next_path, SIGN_IN_FAILED, 400)
+        throttle.failed(email, address)
+        return _sign_in_form(request, email, next_path, SIGN_IN_FAILED, 400)
+    throttle.succeeded(email)
     token = await accounts.start_session(db, user)
     raise _signed_in_redirect(request, token, next_path)
 
