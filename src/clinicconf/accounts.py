@@ -8,6 +8,7 @@ from typing import Final
 
 from . import audit
 from .db import Database, Row, Transaction, from_db_time, to_db_time, utc_now
+from .errors import ValidationError
 from .security import hash_password, new_token, token_hash, verify_password
 
 SESSION_LIFETIME: Final = timedelta(hours=12)
@@ -33,6 +34,11 @@ def _user(row: Row) -> StaffUser:
 async def staff_count(db: Database) -> int:
     row = await db.fetchone("SELECT count(*) AS n FROM staff")
     return int(row["n"]) if row else 0
+
+
+def check_password_length(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise ValidationError(f"Use at least {MIN_PASSWORD_LENGTH} characters.", "password")
 
 
 async def staff_id_for_email(db: Database, email: str) -> int | None:

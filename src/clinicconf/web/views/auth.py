@@ -117,10 +117,7 @@ def _setup_form(
 
 
 def check_new_password(password: str, repeated: str) -> None:
-    if len(password) < accounts.MIN_PASSWORD_LENGTH:
-        raise ValidationError(
-            f"Use at least {accounts.MIN_PASSWORD_LENGTH} characters.", "password"
-        )
+    accounts.check_password_length(password)
     if password != repeated:
         raise ValidationError("The two passwords are not the same.", "password_repeat")
 

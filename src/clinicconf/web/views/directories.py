@@ -99,11 +99,8 @@ async def add_staff(request: web.Request) -> web.Response:
 
     async def save(form: FormData) -> int:
         password = form.get("password", "")
-        if password and len(password) < accounts.MIN_PASSWORD_LENGTH:
-            raise ValidationError(
-                f"Use at least {accounts.MIN_PASSWORD_LENGTH} characters, or leave it empty.",
-                "password",
-            )
+        if password:  # empty is allowed: see below
+            accounts.check_password_length(password)
         data = StaffInput(
             name=form.get("name", ""),
             email=form.get("email", ""),
