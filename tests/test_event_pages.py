@@ -194,8 +194,10 @@ async def test_week_view_shows_an_event_on_its_local_day(
 
     async with client.get("/?week=2030-05-13") as resp:
         assert "Late call" not in await resp.text()
-    async with client.get("/?week=someday") as resp:
-        assert resp.status == 400
+    for unusable in ("someday", "0001-01-03", "9999-12-31"):
+        async with client.get(f"/?week={unusable}") as resp:
+            assert resp.status == 400
+            assert "The week" in await resp.text()
 
 
 async def test_this_week_is_the_default(client: Client, staff: Account) -> None:

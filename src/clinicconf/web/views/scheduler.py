@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import Final
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -24,6 +25,10 @@ class Day:
     is_today: bool
 
 
+MIN_YEAR: Final = 1900
+MAX_YEAR: Final = 9000
+
+
 def week_start(requested: str | None, today: date) -> date:
     """The Monday of the week holding `requested` (YYYY-MM-DD), or of this week."""
     day = today
@@ -32,6 +37,9 @@ def week_start(requested: str | None, today: date) -> date:
             day = date.fromisoformat(requested)
         except ValueError:
             raise BadRequest("The week is given as a date like 2024-05-06.", "week") from None
+        # Far enough either way for any clinic, and clear of date arithmetic's limits.
+        if not MIN_YEAR <= day.year <= MAX_YEAR:
+            raise BadRequest(f"The week must fall between {MIN_YEAR} and {MAX_YEAR}.", "week")
     return day - timedelta(days=day.weekday())
 
 
