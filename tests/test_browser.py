@@ -47,10 +47,6 @@ PATIENT_MENU = [
     "Send Patient Join Link by Email",
 ]
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="needs Debian's chromium at /usr/bin/chromium (make test installs it)",
-)
 
 
 @pytest.fixture
