@@ -65,14 +65,30 @@ async def test_create_staff_then_an_api_token_that_works(tmp_path: Path) -> None
     assert token.encode() not in raw
 
 
+async def test_an_account_made_without_a_password_gets_one(tmp_path: Path) -> None:
+    made = clinicconf(tmp_path, "create-staff", "--name", "Sam", "--email", "sam@clinic.test")
+    assert made.returncode == 0, made.stderr
+    changed = clinicconf(
+        tmp_path, "set-password", "--email", "sam@clinic.test", stdin="sam's new password\n"
+    )
+    assert changed.returncode == 0, changed.stderr
+
+    db = await Database.open(tmp_path / "clinicconf.sqlite3")
+    try:
+        assert await accounts.authenticate(db, "sam@clinic.test", "sam's new password")
+    finally:
+        await db.close()
+
+
 def test_cli_errors_are_plain_sentences(tmp_path: Path) -> None:
     short = clinicconf(
         tmp_path, "create-staff", "--name", "A", "--email", "a@clinic.test", "--password-stdin",
         stdin="short\n",
     )  # fmt: skip
     assert short.returncode == 1 and "at least 10 characters" in short.stderr
-    unknown = clinicconf(tmp_path, "create-api-token", "--email", "nobody@clinic.test")
-    assert unknown.returncode == 1 and "no staff member" in unknown.stderr
+    for command in ("create-api-token", "set-password"):
+        unknown = clinicconf(tmp_path, command, "--email", "nobody@clinic.test", stdin="x" * 12)
+        assert unknown.returncode == 1 and "no staff member" in unknown.stderr
     bad_email = clinicconf(tmp_path, "create-staff", "--name", "A", "--email", "not-an-email")
     assert bad_email.returncode == 1 and "not a valid email" in bad_email.stderr
     assert clinicconf(tmp_path, "migrate").stdout.strip() == "the database is up to date"

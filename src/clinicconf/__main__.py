@@ -1,4 +1,4 @@
-"""The command line: serve, migrate, create-staff, create-api-token."""
+"""The command line: serve, migrate, create-staff, set-password, create-api-token."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import dataclasses
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from aiohttp import web
@@ -17,7 +18,7 @@ from . import accounts, keys
 from .app import create_app
 from .config import ConfigError, Settings, load_settings
 from .db import Database
-from .errors import ClinicConfError
+from .errors import ClinicConfError, NotFound
 from .links import JoinLinks
 from .scheduling import Scheduler, StaffInput
 from .security import hash_password, load_or_create_secret_key
@@ -43,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     staff.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
+    password = commands.add_parser(
+        "set-password", help="set a staff member's password, read from standard input"
+    )
+    password.add_argument("--email", required=True)
     token = commands.add_parser("create-api-token", help="print a new API token for a staff member")
     token.add_argument("--email", required=True)
     return parser
@@ -92,11 +97,33 @@ def serve(settings: Settings) -> None:
     )
 
 
-async def _open(settings: Settings) -> tuple[Database, Scheduler]:
+@asynccontextmanager
+async def _services(settings: Settings) -> AsyncIterator[tuple[Database, Scheduler]]:
     db = await Database.open(settings.database_path)
-    await db.migrate()
-    links = JoinLinks(load_or_create_secret_key(settings.secret_key_path), settings.public_base_url)
-    return db, Scheduler(db, links, settings.phone_region)
+    try:
+        await db.migrate()
+        secret_key = load_or_create_secret_key(settings.secret_key_path)
+        yield (
+            db,
+            Scheduler(db, JoinLinks(secret_key, settings.public_base_url), settings.phone_region),
+        )
+    finally:
+        await db.close()
+
+
+def _read_password() -> str:
+    """The first line of standard input, so that the password stays out of the
+    shell's history and the process list."""
+    password = sys.stdin.readline().rstrip("\r\n")
+    accounts.check_password_length(password)
+    return password
+
+
+async def _staff_id(db: Database, email: str) -> int:
+    staff_id = await accounts.staff_id_for_email(db, email)
+    if staff_id is None:
+        raise NotFound(f"no staff member with email {email}")
+    return staff_id
 
 
 async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -110,37 +137,26 @@ async def _migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _create_staff(settings: Settings, args: argparse.Namespace) -> int:
-    password_hash = None
-    if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-        if len(password) < accounts.MIN_PASSWORD_LENGTH:
-            print(
-                f"error: the password needs at least {accounts.MIN_PASSWORD_LENGTH} characters",
-                file=sys.stderr,
-            )
-            return 1
-        password_hash = await hash_password(password)
-    db, scheduler = await _open(settings)
-    try:
+    password_hash = await hash_password(_read_password()) if args.password_stdin else None
+    async with _services(settings) as (_, scheduler):
         staff = await scheduler.create_staff(
             None, StaffInput(args.name, args.email, args.phone, args.admin), password_hash
         )
-    finally:
-        await db.close()
     print(f"created staff member {staff.id}: {staff.name} <{staff.email}>")
     return 0
 
 
+async def _set_password(settings: Settings, args: argparse.Namespace) -> int:
+    password = _read_password()
+    async with _services(settings) as (db, _):
+        await accounts.set_password(db, await _staff_id(db, args.email), password)
+    print(f"password set for {args.email}")
+    return 0
+
+
 async def _create_api_token(settings: Settings, args: argparse.Namespace) -> int:
-    db, _ = await _open(settings)
-    try:
-        staff_id = await accounts.staff_id_for_email(db, args.email)
-        if staff_id is None:
-            print(f"error: no staff member with email {args.email}", file=sys.stderr)
-            return 1
-        token = await accounts.create_api_token(db, staff_id)
-    finally:
-        await db.close()
+    async with _services(settings) as (db, _):
+        token = await accounts.create_api_token(db, await _staff_id(db, args.email))
     print(token)
     return 0
 
@@ -148,6 +164,7 @@ async def _create_api_token(settings: Settings, args: argparse.Namespace) -> int
 _COMMANDS = {
     "migrate": _migrate,
     "create-staff": _create_staff,
+    "set-password": _set_password,
     "create-api-token": _create_api_token,
 }
 

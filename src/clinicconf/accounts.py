@@ -55,9 +55,14 @@ async def authenticate(db: Database, email: str, password: str) -> StaffUser | N
 
 
 async def set_password(db: Database, staff_id: int, password: str) -> None:
-    await db.execute(
-        "UPDATE staff SET password_hash = ? WHERE id = ?", (await hash_password(password), staff_id)
-    )
+    """A new password; the staff member's open sessions end with the old one."""
+    password_hash = await hash_password(password)
+    async with db.transaction() as tx:
+        await tx.execute(
+            "UPDATE staff SET password_hash = ? WHERE id = ?", (password_hash, staff_id)
+        )
+        await tx.execute("DELETE FROM sessions WHERE staff_id = ?", (staff_id,))
+        await audit.record(tx, audit.SYSTEM, "password_set", subject=("staff", staff_id))
 
 
 async def start_session(db: Database, user: StaffUser) -> str:

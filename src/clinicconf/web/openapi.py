@@ -307,7 +307,7 @@ def _schemas() -> dict[str, Any]:
             StaffInput,
             phone=phone,
             is_admin="An administrator. The new staff member can sign in to the pages"
-            " once an administrator has given them a password.",
+            " once a password is set for them (`python -m clinicconf set-password`).",
         ),
         "PatientInput": object_schema(PatientInput, phone=phone),
         "EventTypeInput": object_schema(
