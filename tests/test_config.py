@@ -39,6 +39,9 @@ def test_flags_beat_environment_beat_file(tmp_path: Path) -> None:
         ({"CLINICCONF_BASE_URL": "clinic.example"}, "base_url"),
         ({"CLINICCONF_SMTP_SECURITY": "ssl3"}, "smtp_security"),
         ({"CLINICCONF_VONAGE_API_KEY": "key"}, "vonage_api_secret"),
+        ({"CLINICCONF_LOG_LEVEL": "chatty"}, "log_level"),
+        ({"CLINICCONF_PHONE_REGION": "ZZ"}, "phone_region"),
+        ({"CLINICCONF_JOIN_WINDOW_MINUTES": "-5"}, "join_window_minutes"),
     ],
 )
 def test_bad_values_are_named(environ: dict[str, str], message: str) -> None:

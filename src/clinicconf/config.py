@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import tomllib
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
 
 ENV_PREFIX: Final = "CLINICCONF_"
 
@@ -98,6 +100,10 @@ class Settings:
             raise ConfigError("vonage_api_secret: required with vonage_api_key")
         if not 0 <= self.join_window_minutes <= 24 * 60:
             raise ConfigError("join_window_minutes: must be between 0 and 1440")
+        if self.log_level.upper() not in logging.getLevelNamesMapping():
+            raise ConfigError("log_level: must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        if self.phone_region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ConfigError("phone_region: must be a two-letter region code such as US or GB")
 
 
 _FIELD_TYPES: Final = typing.get_type_hints(Settings)
@@ -106,23 +112,15 @@ _FIELD_TYPES: Final = typing.get_type_hints(Settings)
 def _convert(name: str, raw: Any) -> Any:
     """Turn a TOML, environment or flag value into the type the field declares."""
     kind = _FIELD_TYPES[name]
-    if isinstance(kind, types.UnionType):
-        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
-    try:
-        if kind is int:
-            if isinstance(raw, bool):
-                raise ValueError
+    if kind is int:
+        if isinstance(raw, bool):  # TOML's true is not a port number
+            raise ConfigError(f"{name}: {raw!r} is not a whole number")
+        try:
             return int(raw)
-        if kind is Path:
-            return Path(raw)
-        if kind is bool:
-            if isinstance(raw, bool):
-                return raw
-            return {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}[
-                str(raw).lower()
-            ]
-    except (ValueError, KeyError) as exc:
-        raise ConfigError(f"{name}: {raw!r} is not a valid {kind.__name__}") from exc
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {raw!r} is not a whole number") from exc
+    if kind is Path:
+        return Path(raw)
     return str(raw)
 
 
