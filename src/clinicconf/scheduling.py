@@ -411,8 +411,8 @@ class Scheduler:
             event = await self._open_event_with_video(tx, event_id)
             if event.person(kind, person_id) is None:
                 raise NotFound(f"This {kind} is not linked to the event.")
-            url = await self.links.url_for(tx, event_id, kind, person_id)
-            assert url is not None, "every linked person of a video event has a link"
+            link_id = await self.links.ensure(tx, event_id, kind, person_id)
+            url = await self.links.url(tx, link_id)
             await audit.record(
                 tx, user.actor, "link_copied", event_id=event_id, subject=(kind, person_id)
             )
@@ -433,8 +433,7 @@ class Scheduler:
             event = await self._open_event_with_video(tx, event_id)
             if not event.event_type.public_conference:
                 raise Conflict("This event is not a Public Conference.")
-            url = await self.links.url_for(tx, event_id, "public", None)
-            assert url is not None, "every Public Conference has a public link"
+            url = await self.links.url(tx, await self.links.ensure(tx, event_id, "public", None))
             await audit.record(tx, user.actor, "public_link_copied", event_id=event_id)
         return url
 
@@ -588,15 +587,13 @@ class Scheduler:
         return event
 
     async def _load_event(self, tx: Transaction, event_id: int) -> Event:
-        row = await tx.fetchone(
-            "SELECT events.*, event_types.name AS type_name, event_types.colour,"
-            " event_types.video_conferencing, event_types.public_conference"
-            " FROM events JOIN event_types ON event_types.id = events.event_type_id"
-            " WHERE events.id = ?",
-            (event_id,),
-        )
+        row = await tx.fetchone("SELECT * FROM events WHERE id = ?", (event_id,))
         if row is None:
             raise NotFound("No such event.")
+        type_row = await tx.fetchone(
+            "SELECT * FROM event_types WHERE id = ?", (row["event_type_id"],)
+        )
+        assert type_row is not None, "a foreign key keeps the event's type"
         staff = await tx.fetchall(
             "SELECT staff.* FROM event_staff JOIN staff ON staff.id = event_staff.staff_id"
             " WHERE event_id = ? ORDER BY staff.name, staff.id",
@@ -611,13 +608,7 @@ class Scheduler:
         return Event(
             id=row["id"],
             title=row["title"],
-            event_type=EventType(
-                row["event_type_id"],
-                row["type_name"],
-                row["colour"],
-                bool(row["video_conferencing"]),
-                bool(row["public_conference"]),
-            ),
+            event_type=_event_type(type_row),
             start=from_db_time(row["start_at"]),
             end=from_db_time(row["end_at"]),
             status=row["status"],

@@ -54,12 +54,11 @@ class OutboxSender:
         db: Database,
         settings: Settings,
         links: JoinLinks,
-        transports: Transports | None = None,
     ) -> None:
         self._db = db
         self._settings = settings
         self._links = links
-        self._transports = transports or make_transports(settings)
+        self._transports = make_transports(settings)
         self._wakeup = asyncio.Event()
         # One round at a time, whoever starts it: a message is never being sent twice.
         self._round = asyncio.Lock()
