@@ -48,7 +48,6 @@ PATIENT_MENU = [
 ]
 
 
-
 @pytest.fixture
 def settings(settings: Settings, unused_tcp_port: int) -> Settings:
     # Links carry the server's real address, so that the browser can follow them.
