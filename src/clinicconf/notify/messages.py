@@ -20,6 +20,7 @@ from ..db import Database, Row, utc_now
 from ..errors import NotFound
 from ..links import JoinLinks
 from ..scheduling import Event, Patient, PersonKind, Scheduler, Staff
+from ..timespan import describe_span
 from .calendar import CalendarEntry, CalendarMethod, calendar_file
 from .delivery import DeliveryError, EmailOut, OutgoingMessage, SmsOut
 from .outbox import MessageKind
@@ -101,9 +102,7 @@ class Letter:
 
     @property
     def when(self) -> str:
-        zone = self.settings.zone
-        start, end = self.event.start.astimezone(zone), self.event.end.astimezone(zone)
-        return f"{start:%a %d %b %Y, %H:%M}-{end:%H:%M %Z}"
+        return describe_span(self.event.start, self.event.end, self.settings.zone)
 
     @property
     def host(self) -> str:

@@ -12,6 +12,7 @@ import jinja2
 from aiohttp import web
 
 from .. import keys
+from ..timespan import describe_span
 
 TEMPLATES_DIR: Final = Path(__file__).parent / "templates"
 STATIC_DIR: Final = Path(__file__).parent / "static"
@@ -30,6 +31,7 @@ def create_environment(time_zone: str) -> jinja2.Environment:
         return moment.astimezone(zone).strftime(fmt)
 
     env.filters["local"] = local
+    env.filters["span"] = lambda event: describe_span(event.start, event.end, zone)
     env.globals["time_zone"] = time_zone
     return env
 
