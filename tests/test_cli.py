@@ -61,6 +61,14 @@ async def test_create_staff_then_an_api_token_that_works(tmp_path: Path) -> None
         await db.close()
     assert user is not None and user.is_admin
     assert signed_in is not None
+
+    revoked = clinicconf(tmp_path, "revoke-api-tokens", "--email", "ada@clinic.test")
+    assert revoked.stdout.strip() == "revoked 1 API token of ada@clinic.test"
+    db = await Database.open(tmp_path / "clinicconf.sqlite3")
+    try:
+        assert await accounts.api_token_user(db, token) is None
+    finally:
+        await db.close()
     assert stored is not None and stored["phone"] == "+12025550123"
     assert token.encode() not in raw
 

@@ -1,4 +1,5 @@
-"""The command line: serve, migrate, create-staff, set-password, create-api-token."""
+"""The command line: serve, migrate, create-staff, set-password, create-api-token,
+revoke-api-tokens."""
 
 from __future__ import annotations
 
@@ -50,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     password.add_argument("--email", required=True)
     token = commands.add_parser("create-api-token", help="print a new API token for a staff member")
     token.add_argument("--email", required=True)
+    revoke = commands.add_parser("revoke-api-tokens", help="withdraw a staff member's API tokens")
+    revoke.add_argument("--email", required=True)
     return parser
 
 
@@ -161,11 +164,19 @@ async def _create_api_token(settings: Settings, args: argparse.Namespace) -> int
     return 0
 
 
+async def _revoke_api_tokens(settings: Settings, args: argparse.Namespace) -> int:
+    async with _services(settings) as (db, _):
+        count = await accounts.revoke_api_tokens(db, await _staff_id(db, args.email))
+    print(f"revoked {count} API token{'' if count == 1 else 's'} of {args.email}")
+    return 0
+
+
 _COMMANDS = {
     "migrate": _migrate,
     "create-staff": _create_staff,
     "set-password": _set_password,
     "create-api-token": _create_api_token,
+    "revoke-api-tokens": _revoke_api_tokens,
 }
 
 

@@ -111,6 +111,18 @@ async def create_api_token(db: Database, staff_id: int) -> str:
     return token
 
 
+async def revoke_api_tokens(db: Database, staff_id: int) -> int:
+    """Withdraw every API token of a staff member (a leaked one, or someone leaving);
+    returns how many there were."""
+    async with db.transaction() as tx:
+        rows = await tx.fetchall("SELECT id FROM api_tokens WHERE staff_id = ?", (staff_id,))
+        await tx.execute("DELETE FROM api_tokens WHERE staff_id = ?", (staff_id,))
+        await audit.record(
+            tx, audit.SYSTEM, "api_tokens_revoked", subject=("staff", staff_id), count=len(rows)
+        )
+    return len(rows)
+
+
 async def api_token_user(db: Database, token: str) -> StaffUser | None:
     row = await db.fetchone(
         "SELECT staff.*, api_tokens.id AS token_id FROM api_tokens"
