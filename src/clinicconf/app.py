@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from . import keys
+from .conference import Conferences
 from .config import Settings
 from .db import Database
 from .links import JoinLinks
@@ -39,7 +40,9 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.SIGN_IN_THROTTLE] = SignInThrottle()
     app.on_response_prepare.append(middleware.add_security_headers)
     app.cleanup_ctx.append(_database)
-    app.cleanup_ctx.append(_outbox_sender)
+    app.cleanup_ctx.append(_services)
+    # Open pages' sockets are closed before the server waits for its handlers to end.
+    app.on_shutdown.append(_close_conferences)
     add_routes(app)
     return app
 
@@ -58,14 +61,26 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         await db.close()
 
 
-async def _outbox_sender(app: web.Application) -> AsyncIterator[None]:
-    settings = app[keys.SETTINGS]
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    """The outbox sender, the live conferences, and the Scheduler that tells both."""
+    settings, db = app[keys.SETTINGS], app[keys.DATABASE]
     links = JoinLinks(app[keys.SECRET_KEY], settings.public_base_url)
-    sender = OutboxSender(app[keys.DATABASE], settings, links)
+    sender = OutboxSender(db, settings, links)
+    conferences = Conferences(db, settings.presence_grace_seconds)
     app[keys.OUTBOX_SENDER] = sender
+    app[keys.CONFERENCES] = conferences
     app[keys.SCHEDULER] = Scheduler(
-        app[keys.DATABASE], links, settings.phone_region, messages_queued=sender.wake
+        db,
+        links,
+        settings.phone_region,
+        messages_queued=sender.wake,
+        event_changed=conferences.event_changed,
     )
     sender.start()
     yield
+    await conferences.close()
     await sender.close()
+
+
+async def _close_conferences(app: web.Application) -> None:
+    await app[keys.CONFERENCES].close()

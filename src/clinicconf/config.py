@@ -34,6 +34,9 @@ class Settings:
     time_zone: str = "UTC"
     # A join link opens this many minutes before the event starts, and closes at its end.
     join_window_minutes: int = 15
+    # A person whose last page closes stays present this long, so that a reload or a
+    # network drop that reconnects in time changes nothing for the others.
+    presence_grace_seconds: int = 15
     # Region assumed for phone numbers typed without a country code.
     phone_region: str = "US"
     log_level: str = "INFO"
@@ -100,6 +103,8 @@ class Settings:
             raise ConfigError("vonage_api_secret: required with vonage_api_key")
         if not 0 <= self.join_window_minutes <= 24 * 60:
             raise ConfigError("join_window_minutes: must be between 0 and 1440")
+        if not 0 <= self.presence_grace_seconds <= 300:
+            raise ConfigError("presence_grace_seconds: must be between 0 and 300")
         if self.log_level.upper() not in logging.getLevelNamesMapping():
             raise ConfigError("log_level: must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         if self.phone_region not in phonenumbers.SUPPORTED_REGIONS:

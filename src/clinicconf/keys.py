@@ -8,6 +8,7 @@ import jinja2
 from aiohttp import web
 
 from .accounts import StaffUser
+from .conference import Conferences
 from .config import Settings
 from .db import Database
 from .notify.sender import OutboxSender
@@ -20,6 +21,7 @@ SECRET_KEY: Final = web.AppKey("secret_key", bytes)
 SCHEDULER: Final = web.AppKey("scheduler", Scheduler)
 OUTBOX_SENDER: Final = web.AppKey("outbox_sender", OutboxSender)
 TEMPLATES: Final = web.AppKey("templates", jinja2.Environment)
+CONFERENCES: Final = web.AppKey("conferences", Conferences)
 SIGN_IN_THROTTLE: Final = web.AppKey("sign_in_throttle", SignInThrottle)
 
 # Per request, set by the middleware: the signed-in staff member (absent when nobody

@@ -4,7 +4,7 @@ which pages, the API and the CLI change them."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Final, Literal
@@ -189,12 +189,15 @@ class Scheduler:
         links: JoinLinks,
         phone_region: str,
         messages_queued: Callable[[], None] = lambda: None,
+        event_changed: Callable[[Event], Awaitable[None]] | None = None,
     ) -> None:
         self.db = db
         self.links = links
         self._phone_region = phone_region
         # Wakes the outbox sender once a transaction that queued messages has committed.
         self._messages_queued = messages_queued
+        # Tells the live conference pages about a committed change or cancellation.
+        self._event_changed = event_changed
 
     # --- staff ---------------------------------------------------------------------
 
@@ -370,6 +373,8 @@ class Scheduler:
             saved = await self._queue_for_everyone(tx, event, "invitation")
             await audit.record(tx, user.actor, "event_changed", event_id=event_id)
         self._messages_queued()
+        if self._event_changed is not None:
+            await self._event_changed(saved.event)
         return saved
 
     async def cancel_event(self, user: StaffUser, event_id: int) -> Event:
@@ -386,6 +391,8 @@ class Scheduler:
             await self._queue_for_everyone(tx, event, "cancellation")
             await audit.record(tx, user.actor, "event_cancelled", event_id=event_id)
         self._messages_queued()
+        if self._event_changed is not None:
+            await self._event_changed(event)
         return event
 
     async def get_event(self, event_id: int) -> Event:

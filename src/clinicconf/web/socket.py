@@ -1,0 +1,73 @@
+"""One page's websocket as the server writes to it: a bounded queue and a single
+writer task, so that a slow page never holds up the others. A page that cannot
+keep up is closed rather than let its queue grow."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, Final
+
+from aiohttp import WSCloseCode, web
+
+from ..conference import Identity, now_ms
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_VERSION: Final = 1
+QUEUE_SIZE: Final = 64
+# The server's clock goes out this often, so that every page's "Time Left" stays right.
+TIME_INTERVAL_SECONDS: Final = 30.0
+CLOSE_TIMEOUT_SECONDS: Final = 5.0
+
+
+class PageConnection:
+    def __init__(self, ws: web.WebSocketResponse, identity: Identity) -> None:
+        self.ws = ws
+        self.identity = identity
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
+        self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write(), name="page-writer")
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self._closer is not None:
+            return
+        try:
+            self._queue.put_nowait({"v": PROTOCOL_VERSION, **message})
+        except asyncio.QueueFull:
+            log.warning("closing a page that does not read what it is sent")
+            self._closer = asyncio.create_task(
+                self.close(WSCloseCode.POLICY_VIOLATION, "too slow"), name="page-closer"
+            )
+
+    async def close(self, code: int, reason: str) -> None:
+        """Idempotent; the writer stops and the socket closes."""
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+                await self.ws.close(code=code, message=reason.encode())
+
+    async def finish(self) -> None:
+        """After the page's socket has ended: nothing of this connection keeps running."""
+        await self.close(WSCloseCode.GOING_AWAY, "closed")
+        if self._closer is not None:
+            await self._closer
+
+    async def _write(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(TIME_INTERVAL_SECONDS):
+                    message = await self._queue.get()
+            except TimeoutError:
+                message = {"v": PROTOCOL_VERSION, "type": "time", "server_time": now_ms()}
+            try:
+                await self.ws.send_json(message)
+            except ConnectionError:
+                return

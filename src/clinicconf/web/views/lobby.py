@@ -1,0 +1,204 @@
+"""The landing page's websocket (docs/lobby-protocol.md): `/j/<token>/ws` and
+`/p/<token>/ws`. Each message type has a handler and the fields it takes; what a
+message may change is decided by the Conference, never here."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from ... import keys
+from ...conference import Conference, Identity, Options, ParticipantKind, now_ms
+from ...errors import Conflict, PermissionDenied
+from ..socket import PROTOCOL_VERSION, PageConnection
+from .join import MAX_DISPLAY_NAME, closed_page, open_join_link
+
+routes = web.RouteTableDef()
+
+MAX_MESSAGE_BYTES: Final = 4096
+# More than this many messages in the window is no person clicking: the page is closed.
+FLOOD_MESSAGES: Final = 20
+FLOOD_WINDOW_SECONDS: Final = 5.0
+_CLIENT_KEY: Final = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, message: str, *, close: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.close = close
+
+
+@dataclass
+class Session:
+    """One page's socket: who it speaks for once it has said hello."""
+
+    ws: web.WebSocketResponse
+    conference: Conference
+    # Known from the link for a personal link; a guest names themselves in hello.
+    person: Identity | None
+    public: bool
+    connection: PageConnection | None = None
+    last_id: int = 0
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=FLOOD_MESSAGES))
+
+    def joined(self) -> PageConnection:
+        if self.connection is None:
+            raise ProtocolError("not_ready", "Say hello first.")
+        return self.connection
+
+
+Handler = Callable[[Session, dict[str, Any]], Awaitable[None]]
+# Each message type: its handler and its fields with their types.
+_HANDLERS: dict[str, tuple[Handler, dict[str, type]]] = {}
+
+
+def handles(message_type: str, **fields: type) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        _HANDLERS[message_type] = (handler, fields)
+        return handler
+
+    return register
+
+
+@handles("hello", client_key=str)
+async def hello(session: Session, message: dict[str, Any]) -> None:
+    if session.connection is not None:
+        raise ProtocolError("already_joined", "This page has joined already.")
+    client_key = message["client_key"]
+    if not _CLIENT_KEY.fullmatch(client_key):
+        raise ProtocolError("bad_message", "client_key: 16 to 64 letters, digits, - or _.")
+    if session.public:
+        name = message.get("display_name")
+        if not isinstance(name, str) or not 1 <= len(name.strip()) <= MAX_DISPLAY_NAME:
+            raise ProtocolError("bad_message", f"display_name: 1 to {MAX_DISPLAY_NAME} characters.")
+        identity = Identity("guest", " ".join(name.split()), guest_key=client_key)
+    else:
+        assert session.person is not None, "a personal link names its holder"
+        identity = session.person
+    connection = PageConnection(session.ws, identity)
+    connection.start()
+    session.connection = connection
+    connection.send(await session.conference.join(connection))
+
+
+@handles("set_options", moderator=bool, recording=bool)
+async def set_options(session: Session, message: dict[str, Any]) -> None:
+    options = Options(moderator=message["moderator"], recording=message["recording"])
+    await session.conference.set_options(session.joined().identity, options)
+
+
+@handles("start")
+async def start(session: Session, message: dict[str, Any]) -> None:
+    await session.conference.start(session.joined().identity)
+
+
+@handles("ping")
+async def ping(session: Session, message: dict[str, Any]) -> None:
+    """Only the result, which carries the server's clock."""
+
+
+def _parse(text: str, session: Session) -> tuple[int, Handler, dict[str, Any]]:
+    try:
+        message = json.loads(text)
+    except ValueError:
+        raise ProtocolError("bad_json", "Messages are JSON objects.") from None
+    if not isinstance(message, dict) or message.get("v") != 1:
+        raise ProtocolError("bad_message", 'Messages are JSON objects with "v": 1.')
+    message_id = message.get("id")
+    if type(message_id) is not int or message_id <= session.last_id:
+        raise ProtocolError("bad_message", "id: a number larger than the previous one.")
+    session.last_id = message_id
+    entry = _HANDLERS.get(message.get("type"))  # type: ignore[arg-type]
+    if entry is None:
+        raise ProtocolError("unknown_type", "Unknown message type.")
+    handler, fields = entry
+    for name, kind in fields.items():
+        if type(message.get(name)) is not kind:
+            raise ProtocolError("bad_message", f"{name}: {kind.__name__} expected.")
+    return message_id, handler, message
+
+
+def _check_flood(session: Session) -> None:
+    now = time.monotonic()
+    session.recent.append(now)
+    if len(session.recent) == FLOOD_MESSAGES and now - session.recent[0] < FLOOD_WINDOW_SECONDS:
+        raise ProtocolError("too_many", "Too many messages: this page is closed.", close=True)
+
+
+async def _answer(session: Session, text: str) -> bool:
+    """Handle one message; False when the socket must close."""
+    message_id: int | None = None
+    try:
+        _check_flood(session)
+        message_id, handler, message = _parse(text, session)
+        await handler(session, message)
+    except ProtocolError as exc:
+        await _reply(session, _error(message_id, exc.code, exc.message), now=exc.close)
+        return not exc.close
+    except PermissionDenied as exc:
+        await _reply(session, _error(message_id, "not_host", exc.message))
+    except Conflict as exc:
+        await _reply(session, _error(message_id, "already_started", exc.message))
+    else:
+        await _reply(session, {"type": "result", "id": message_id, "server_time": now_ms()})
+    return True
+
+
+def _error(message_id: int | None, code: str, text: str) -> dict[str, Any]:
+    return {"type": "error", "id": message_id, "code": code, "message": text}
+
+
+async def _reply(session: Session, message: dict[str, Any], *, now: bool = False) -> None:
+    """In order with everything else through the page's queue once it has joined;
+    before that (at most one answer per message read), or when the socket is about
+    to close, straight away."""
+    if session.connection is not None and not now:
+        session.connection.send(message)
+    else:
+        await session.ws.send_json({"v": PROTOCOL_VERSION, **message})
+
+
+async def _socket(request: web.Request, kind: Literal["personal", "public"]) -> web.StreamResponse:
+    opened = await open_join_link(request.app, request.match_info["token"], kind)
+    if opened is None or opened.state != "open":
+        return closed_page(request, opened)
+    person = None
+    if opened.person is not None:
+        kind_of_person: ParticipantKind = "staff" if opened.link.kind == "staff" else "patient"
+        person = Identity(kind_of_person, opened.person.name, opened.person.id)
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20.0)
+    await ws.prepare(request)
+    conference = request.app[keys.CONFERENCES].enter(opened.event)
+    session = Session(ws, conference, person, public=kind == "public")
+    try:
+        async for frame in ws:
+            if frame.type != WSMsgType.TEXT:
+                await _reply(session, _error(None, "bad_message", "Messages are text."))
+                continue
+            if not await _answer(session, frame.data):
+                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"too many messages")
+                break
+    finally:
+        if session.connection is not None:
+            await conference.leave(session.connection)
+            await session.connection.finish()
+    return ws
+
+
+@routes.get("/j/{token}/ws")
+async def personal_socket(request: web.Request) -> web.StreamResponse:
+    return await _socket(request, "personal")
+
+
+@routes.get("/p/{token}/ws")
+async def public_socket(request: web.Request) -> web.StreamResponse:
+    return await _socket(request, "public")

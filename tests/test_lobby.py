@@ -1,0 +1,319 @@
+"""The landing page's websocket (docs/lobby-protocol.md), spoken to as the pages do:
+presence, who sees whom, the host's options and start, reconnects, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import WSMsgType, web
+from aiohttp.client_ws import ClientWebSocketResponse
+from aiohttp.test_utils import TestClient
+from yarl import URL
+
+from clinicconf import audit, keys
+from clinicconf.accounts import StaffUser
+from clinicconf.config import Settings
+from clinicconf.db import utc_now
+from clinicconf.scheduling import EventInput, EventTypeInput, PatientInput
+
+from .conftest import Account
+
+Client = TestClient[web.Request, web.Application]
+GRACE_SECONDS = 1
+RECEIVE_TIMEOUT = 5.0
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", presence_grace_seconds=GRACE_SECONDS)
+
+
+@dataclass
+class Lobby:
+    event_id: int
+    host: StaffUser
+    host_path: str
+    colleague_path: str
+    pat_path: str
+    quinn_path: str
+    public_path: str
+
+
+@pytest.fixture
+async def lobby(app: web.Application, admin: Account, staff: Account) -> Lobby:
+    """A Public Conference under way: Ada and Sam (staff), Pat and Quinn (patients)."""
+    scheduler = app[keys.SCHEDULER]
+    db = app[keys.DATABASE]
+    host = StaffUser(admin.id, "Ada Admin", admin.email, True)
+    kind = await scheduler.create_event_type(host, EventTypeInput("Group", True, True))
+    pat = await scheduler.create_patient(host, PatientInput("Pat Patel", "R-1"))
+    quinn = await scheduler.create_patient(host, PatientInput("Quinn Quist", "R-2"))
+    start = utc_now() - timedelta(minutes=5)
+    saved = await scheduler.create_event(
+        host,
+        EventInput(
+            "Group session", kind.id, start, start + timedelta(hours=1), [admin.id, staff.id],
+            [pat.id, quinn.id],
+        ),
+    )  # fmt: skip
+    event_id = saved.event.id
+
+    async def path(kind: Any, person_id: int | None) -> str:
+        url = await scheduler.links.url_for(db, event_id, kind, person_id)
+        assert url is not None
+        return URL(url).path + "/ws"
+
+    return Lobby(
+        event_id,
+        host,
+        await path("staff", admin.id),
+        await path("staff", staff.id),
+        await path("patient", pat.id),
+        await path("patient", quinn.id),
+        await path("public", None),
+    )
+
+
+class Page:
+    """One open landing page's socket."""
+
+    def __init__(self, ws: ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self._next_id = 0
+        # What arrived while waiting for something else.
+        self.passed_over: list[dict[str, Any]] = []
+
+    async def send(self, type_: str, **fields: Any) -> int:
+        self._next_id += 1
+        await self.ws.send_json({"v": 1, "id": self._next_id, "type": type_, **fields})
+        return self._next_id
+
+    async def receive(self, type_: str | None = None) -> dict[str, Any]:
+        """The next message (of `type_`, skipping others such as time updates)."""
+        while True:
+            message = await self.ws.receive_json(timeout=RECEIVE_TIMEOUT)
+            assert message["v"] == 1
+            if type_ is None or message["type"] == type_:
+                return dict(message)
+            self.passed_over.append(message)
+
+    async def request(self, type_: str, **fields: Any) -> dict[str, Any]:
+        """Send a message and return its answer: a result or an error."""
+        message_id = await self.send(type_, **fields)
+        while True:
+            answer = await self.receive()
+            if answer["type"] in ("result", "error") and answer["id"] == message_id:
+                return answer
+            self.passed_over.append(answer)
+
+    async def closed(self) -> int:
+        """The close code, once the server has closed the socket."""
+        while True:
+            frame = await self.ws.receive(timeout=RECEIVE_TIMEOUT)
+            if frame.type == WSMsgType.CLOSE:
+                return int(frame.data)
+
+    async def presence(self) -> dict[str, Any]:
+        return dict((await self.receive("presence"))["participant"])
+
+
+@pytest.fixture
+async def open_page(client: Client) -> AsyncIterator[Any]:
+    pages: list[Page] = []
+
+    async def open_(path: str, **hello: Any) -> tuple[Page, dict[str, Any]]:
+        page = Page(await client.ws_connect(path))
+        pages.append(page)
+        hello.setdefault("client_key", secrets.token_urlsafe(16))
+        await page.send("hello", **hello)
+        welcome = await page.receive("welcome")
+        return page, welcome
+
+    yield open_
+    for page in pages:
+        await page.ws.close()
+
+
+def by_name(welcome: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {p["name"]: p for p in welcome["participants"]}
+
+
+async def test_the_host_sees_everyone_invited_and_who_arrives(lobby: Lobby, open_page: Any) -> None:
+    host, welcome = await open_page(lobby.host_path)
+    assert welcome["you"] == {
+        "id": welcome["you"]["id"], "kind": "staff", "name": "Ada Admin", "host": True,
+    }  # fmt: skip
+    assert welcome["event"]["title"] == "Group session"
+    assert welcome["started"] is False
+    seen = by_name(welcome)
+    assert {name: p["active"] for name, p in seen.items()} == {
+        "Ada Admin": True, "Sam Staff": False, "Pat Patel": False, "Quinn Quist": False,
+    }  # fmt: skip
+
+    await open_page(lobby.pat_path)
+    arrived = await host.presence()
+    assert (arrived["name"], arrived["active"], arrived["id"]) == (
+        "Pat Patel", True, seen["Pat Patel"]["id"],
+    )  # fmt: skip
+
+
+async def test_a_patient_sees_the_staff_and_only_themselves(lobby: Lobby, open_page: Any) -> None:
+    await open_page(lobby.host_path)
+    _, welcome = await open_page(lobby.pat_path)
+    assert welcome["you"]["host"] is False
+    assert sorted(by_name(welcome)) == ["Ada Admin", "Pat Patel", "Sam Staff"]
+    assert by_name(welcome)["Ada Admin"]["active"] is True
+
+
+async def test_a_guest_sees_staff_and_guests_by_name_and_patients_as_patient(
+    lobby: Lobby, open_page: Any
+) -> None:
+    host, _ = await open_page(lobby.host_path)
+    await open_page(lobby.pat_path)
+    await host.presence()
+    _, welcome = await open_page(lobby.public_path, display_name="  Gail   Guest ")
+    assert welcome["you"]["name"] == "Gail Guest"
+    names = sorted(p["name"] for p in welcome["participants"])
+    assert names == ["Ada Admin", "Gail Guest", "Patient", "Patient", "Sam Staff"]
+    assert (await host.presence())["name"] == "Gail Guest"
+
+    _, other_welcome = await open_page(lobby.public_path, display_name="Gus")
+    assert "Gail Guest" in by_name(other_welcome)
+
+
+async def test_only_staff_can_change_options_or_start(lobby: Lobby, open_page: Any) -> None:
+    await open_page(lobby.host_path)
+    patient, _ = await open_page(lobby.pat_path)
+    guest, _ = await open_page(lobby.public_path, display_name="Gail")
+    for page in (patient, guest):
+        refused = await page.request("start")
+        assert refused["code"] == "not_host"
+        refused = await page.request("set_options", moderator=True, recording=True)
+        assert refused["code"] == "not_host"
+
+    # Nothing changed: a newcomer finds the conference waiting with the defaults.
+    _, welcome = await open_page(lobby.colleague_path)
+    assert welcome["started"] is False
+    assert welcome["options"] == {"moderator": False, "recording": False}
+    assert welcome["you"]["host"] is True
+
+
+async def test_the_hosts_options_and_start_reach_everyone_at_once(
+    lobby: Lobby, open_page: Any, app: web.Application
+) -> None:
+    host, _ = await open_page(lobby.host_path)
+    patient, _ = await open_page(lobby.pat_path)
+    assert (await host.request("set_options", moderator=True, recording=True))["type"] == "result"
+    assert (await patient.receive("options"))["options"] == {"moderator": True, "recording": True}
+
+    assert (await host.request("start"))["type"] == "result"
+    assert (await patient.receive("started"))["started_at"] > 0
+    _, late = await open_page(lobby.quinn_path)
+    assert late["started"] is True
+    assert late["options"] == {"moderator": True, "recording": True}
+
+    again = await host.request("start")
+    assert again["code"] == "already_started"
+    actions = [
+        e["action"] for e in await audit.entries(app[keys.DATABASE], event_id=lobby.event_id)
+    ]
+    assert actions.count("conference_started") == 1
+    assert "options_changed" in actions and "joined" in actions
+
+
+async def test_several_tabs_are_one_presence_and_a_reload_changes_nothing(
+    lobby: Lobby, open_page: Any
+) -> None:
+    host, _ = await open_page(lobby.host_path)
+    first, _ = await open_page(lobby.pat_path)
+    second, _ = await open_page(lobby.pat_path)
+    assert (await host.presence())["active"] is True  # one arrival for two tabs
+
+    await first.ws.close()
+    await second.ws.close()
+    _, reloaded = await open_page(lobby.pat_path)  # back within the grace period
+    assert by_name(reloaded)["Pat Patel"]["active"] is True
+    await asyncio.sleep(GRACE_SECONDS + 0.5)
+    await host.request("ping")
+    assert [m for m in host.passed_over if m["type"] == "presence"] == []
+
+
+async def test_whoever_leaves_turns_inactive_after_the_grace_period(
+    lobby: Lobby, open_page: Any
+) -> None:
+    host, _ = await open_page(lobby.host_path)
+    patient, _ = await open_page(lobby.pat_path)
+    guest, _ = await open_page(lobby.public_path, display_name="Gail")
+    await host.presence()
+    await host.presence()
+    await patient.ws.close()
+    await guest.ws.close()
+    gone = {p["name"]: p["active"] for p in (await host.presence(), await host.presence())}
+    assert gone == {"Pat Patel": False, "Gail": False}
+    _, welcome = await open_page(lobby.colleague_path)
+    assert "Gail" not in by_name(welcome)  # guests are listed only while present
+    assert by_name(welcome)["Pat Patel"]["active"] is False
+
+
+async def test_cancelling_the_event_closes_every_page_with_the_news(
+    lobby: Lobby, open_page: Any, app: web.Application
+) -> None:
+    pages = [(await open_page(path))[0] for path in (lobby.host_path, lobby.pat_path)]
+    await app[keys.SCHEDULER].cancel_event(lobby.host, lobby.event_id)
+    for page in pages:
+        assert (await page.receive("cancelled"))["type"] == "cancelled"
+        assert await page.closed() == 4410
+
+
+async def test_links_that_cannot_be_used_now_get_no_socket(
+    client: Client, lobby: Lobby, app: web.Application, settings: Settings
+) -> None:
+    for path in ("/j/" + "x" * 43 + "/ws", lobby.public_path.replace("/p/", "/j/")):
+        async with client.get(path) as resp:
+            assert resp.status == 404
+    await app[keys.SCHEDULER].cancel_event(lobby.host, lobby.event_id)
+    async with client.get(lobby.pat_path) as resp:
+        assert resp.status == 410
+
+
+@pytest.mark.parametrize("public", [False, True])
+async def test_a_page_must_say_hello_properly_first(
+    client: Client, lobby: Lobby, public: bool
+) -> None:
+    page = Page(await client.ws_connect(lobby.public_path if public else lobby.pat_path))
+    assert (await page.request("start"))["code"] == "not_ready"
+    assert (await page.request("hello", client_key="short"))["code"] == "bad_message"
+    if public:
+        for name in ("", "   ", "x" * 61):
+            answer = await page.request("hello", client_key="k" * 20, display_name=name)
+            assert answer["code"] == "bad_message"
+    await page.send("hello", client_key="k" * 20, display_name="Gail")
+    assert (await page.receive("welcome"))["you"]["kind"] == ("guest" if public else "patient")
+    assert (await page.request("hello", client_key="k" * 20))["code"] == "already_joined"
+    await page.ws.close()
+
+
+async def test_changing_the_event_brings_the_pages_up_to_date(
+    lobby: Lobby, open_page: Any, app: web.Application, settings: Settings
+) -> None:
+    quinn, _ = await open_page(lobby.quinn_path)
+    event = await app[keys.SCHEDULER].get_event(lobby.event_id)
+    await app[keys.SCHEDULER].update_event(
+        lobby.host,
+        event.id,
+        EventInput(
+            "Group session, moved", event.event_type.id, event.start, event.end,
+            [s.id for s in event.staff], [event.patients[0].id],
+        ),
+    )  # fmt: skip
+    assert await quinn.closed() == 4000
+    _, welcome = await open_page(lobby.host_path)
+    assert welcome["event"]["title"] == "Group session, moved"
+    assert "Quinn Quist" not in by_name(welcome)
