@@ -3,37 +3,21 @@ what staff see and do, including the right-click menus and the clipboard."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from playwright.async_api import ConsoleMessage, Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
 from clinicconf import keys
-from clinicconf.app import create_app
 from clinicconf.config import Settings
 
-from .clinic import CLINIC_ZONE, Clinic, build_clinic
+from .browser import chromium, new_context, serve, served_settings, watch_errors
+from .clinic import Clinic, build_clinic
 from .conftest import Account, AiohttpClient
 
-CHROMIUM = Path("/usr/bin/chromium")
-# See ../shared/guide/webrtc-testing.md: quiet, loopback only, no first-run work.
-CHROMIUM_ARGS = [
-    "--use-fake-device-for-media-stream",
-    "--use-fake-ui-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 EVENT_MENU = ["Join Conference", "Cancel Conference", "Get My Conference Link"]
 PUBLIC_EVENT_MENU = [
     "Join Conference",
@@ -50,15 +34,14 @@ PATIENT_MENU = [
 
 @pytest.fixture
 def settings(settings: Settings, unused_tcp_port: int) -> Settings:
-    # Links carry the server's real address, so that the browser can follow them.
-    return dataclasses.replace(settings, port=unused_tcp_port, time_zone=CLINIC_ZONE)
+    return served_settings(settings, unused_tcp_port)
 
 
 @pytest.fixture
 async def client(
     aiohttp_client: AiohttpClient, settings: Settings
 ) -> TestClient[web.Request, web.Application]:
-    return await aiohttp_client(create_app(settings), server_kwargs={"port": settings.port})
+    return await serve(aiohttp_client, settings)
 
 
 @pytest.fixture
@@ -70,29 +53,13 @@ async def clinic(app: web.Application, staff: Account) -> Clinic:
 async def page(
     settings: Settings, client: TestClient[web.Request, web.Application]
 ) -> AsyncIterator[Page]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        context = await browser.new_context(
-            base_url=settings.public_base_url, permissions=["clipboard-read", "clipboard-write"]
-        )
-        context.set_default_timeout(5000)
+    errors: list[str] = []
+    async with chromium() as browser:
+        context = await new_context(browser, settings, ["clipboard-read", "clipboard-write"])
         page = await context.new_page()
-        # A script error would leave a menu dead without a trace: fail the test instead.
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.on("console", lambda message: record_console_error(message, errors))
+        watch_errors(page, errors)
         yield page
-        await browser.close()
     assert errors == []
-
-
-def record_console_error(message: ConsoleMessage, errors: list[str]) -> None:
-    # A failed load is the server's answer (no favicon, a join link not open yet),
-    # not a script error.
-    if message.type == "error" and not message.text.startswith("Failed to load resource"):
-        errors.append(message.text)
 
 
 async def sign_in(page: Page, account: Account) -> None:

@@ -1,0 +1,296 @@
+// The Video Conference landing page, live: who is here and who is awaited, the time
+// left, the host's options and the start of the conference. The server is the truth
+// for all of it (docs/lobby-protocol.md); this page only shows what it is told.
+// Server data goes into the page as text, never as HTML.
+
+import { DevicePreview } from "./devices.js";
+import { LobbySocket } from "./lobby_socket.js";
+import { showToast } from "./page.js";
+import { ServerClock, TimeLeft } from "./time_left.js";
+
+const KIND_ORDER = { staff: 0, patient: 1, guest: 2 };
+const KIND_TAGS = { staff: "Staff", guest: "Guest" };
+
+class Lobby {
+  #elements;
+  #clock = new ServerClock();
+  #timeLeft;
+  #preview;
+  #socket = null;
+  // What the server last said.
+  #you = null;
+  #options = { moderator: false, recording: false };
+  #started = false;
+  #participants = new Map();
+  #connected = false;
+  #startPending = false;
+  // Requests awaiting their answer: id -> what to do if the server refuses it.
+  #pending = new Map();
+
+  constructor(root, elements, preview) {
+    this.#elements = elements;
+    this.#preview = preview;
+    this.#timeLeft = new TimeLeft(elements.timeLeft, this.#clock, root.dataset.timeZone);
+    elements.moderator.addEventListener("change", () => this.#sendOptions());
+    elements.recording.addEventListener("change", () => this.#sendOptions());
+    elements.start.addEventListener("click", () => this.#sendStart());
+  }
+
+  connect(url, hello) {
+    this.#socket = new LobbySocket(url, hello, {
+      onMessage: (message) => this.#receive(message),
+      onLost: () => this.#connectionLost(),
+      onCancelled: () => this.#cancelled(),
+    });
+    this.#socket.start();
+  }
+
+  // --- from the server -------------------------------------------------------------
+
+  #receive(message) {
+    if (typeof message.server_time === "number") this.#clock.sync(message.server_time);
+    switch (message.type) {
+      case "welcome":
+        this.#welcome(message);
+        break;
+      case "presence":
+        this.#presence(message.participant);
+        break;
+      case "options":
+        this.#options = message.options;
+        break;
+      case "started":
+        this.#started = true;
+        break;
+      case "cancelled":
+        this.#cancelled();
+        return;
+      case "result":
+        this.#pending.delete(message.id);
+        return;
+      case "error":
+        this.#refused(message);
+        return;
+      default:
+        return; // "time": the clock is synced above
+    }
+    this.#render();
+  }
+
+  #welcome({ you, event, options, started, participants }) {
+    this.#you = you;
+    this.#options = options;
+    this.#started = started;
+    this.#participants = new Map(participants.map((p) => [p.id, p]));
+    this.#connected = true;
+    this.#elements.reconnecting.hidden = true;
+    this.#elements.invited.hidden = true;
+    this.#timeLeft.show(event);
+  }
+
+  #presence(participant) {
+    // Someone not invited (a guest, or staff with a link of their own) who leaves is
+    // announced once, then is no longer listed.
+    if (!participant.invited && !participant.active) {
+      this.#participants.delete(participant.id);
+    } else {
+      this.#participants.set(participant.id, participant);
+    }
+  }
+
+  #refused({ id, message }) {
+    const undo = this.#pending.get(id);
+    this.#pending.delete(id);
+    undo?.();
+    showToast(message, { error: true });
+  }
+
+  #connectionLost() {
+    // Requests of the lost connection will never be answered: show the last known state.
+    this.#pending.clear();
+    this.#connected = false;
+    this.#startPending = false;
+    this.#elements.reconnecting.hidden = false;
+    if (this.#you) this.#render();
+  }
+
+  #cancelled() {
+    this.#socket.stop();
+    this.#preview.stop();
+    this.#timeLeft.stop();
+    const { waitingRoom, conference, reconnecting, cancelled } = this.#elements;
+    waitingRoom.hidden = true;
+    conference.hidden = true;
+    reconnecting.hidden = true;
+    cancelled.hidden = false;
+  }
+
+  // --- from the host ---------------------------------------------------------------
+
+  #sendOptions() {
+    const { moderator, recording } = this.#elements;
+    // Unsent or refused, the boxes go back to what the server last said.
+    this.#request(
+      "set_options",
+      { moderator: moderator.checked, recording: recording.checked },
+      () => this.#render(),
+    );
+  }
+
+  #sendStart() {
+    this.#startPending = true;
+    this.#render();
+    this.#request("start", {}, () => {
+      this.#startPending = false;
+      this.#render();
+    });
+  }
+
+  #request(type, fields, undo) {
+    const id = this.#socket.send(type, fields);
+    if (id === null) undo();
+    else this.#pending.set(id, undo);
+  }
+
+  // --- showing it ------------------------------------------------------------------
+
+  #render() {
+    const { waitingRoom, conference } = this.#elements;
+    waitingRoom.hidden = this.#started;
+    conference.hidden = !this.#started;
+    if (this.#started) {
+      // Nothing to preview any more; the camera goes off.
+      this.#preview.stop();
+      this.#renderConference();
+    } else {
+      this.#renderWaitingRoom();
+    }
+  }
+
+  #renderWaitingRoom() {
+    const elements = this.#elements;
+    const host = this.#you.host;
+    elements.hostOptions.hidden = !host;
+    elements.guestWaiting.hidden = host;
+    elements.moderator.checked = this.#options.moderator;
+    elements.recording.checked = this.#options.recording;
+    elements.moderator.disabled = !this.#connected;
+    elements.recording.disabled = !this.#connected;
+    elements.start.disabled = !this.#connected || this.#startPending;
+    elements.recordingNotice.textContent = this.#options.recording
+      ? "This session will be recorded."
+      : "This session will not be recorded.";
+    const everyone = this.#sortedParticipants();
+    const here = everyone.filter((p) => p.active);
+    const awaited = everyone.filter((p) => !p.active);
+    elements.presence.hidden = false;
+    showPeople(elements.activePeople, here, this.#you, "Nobody yet.");
+    showPeople(elements.inactivePeople, awaited, this.#you, "Everyone is here.");
+  }
+
+  #renderConference() {
+    const elements = this.#elements;
+    const present = this.#sortedParticipants().filter((p) => p.active);
+    showPeople(elements.conferencePeople, present, this.#you, "Nobody is here.");
+    elements.moderatorState.textContent = `Moderator mode: ${onOff(this.#options.moderator)}`;
+    elements.recordingState.textContent = `Recording: ${onOff(this.#options.recording)}`;
+  }
+
+  #sortedParticipants() {
+    return [...this.#participants.values()].sort(
+      (a, b) => KIND_ORDER[a.kind] - KIND_ORDER[b.kind] || a.name.localeCompare(b.name),
+    );
+  }
+}
+
+function showPeople(list, people, you, emptyText) {
+  if (people.length === 0) {
+    const empty = document.createElement("li");
+    empty.className = "muted";
+    empty.textContent = emptyText;
+    list.replaceChildren(empty);
+    return;
+  }
+  list.replaceChildren(...people.map((person) => personItem(person, you)));
+}
+
+function personItem(person, you) {
+  const item = document.createElement("li");
+  item.append(person.name);
+  if (person.id === you.id) item.append(" ", tag("You"));
+  const kindTag = KIND_TAGS[person.kind];
+  if (kindTag) item.append(" ", tag(kindTag));
+  return item;
+}
+
+function tag(text) {
+  const element = document.createElement("span");
+  element.className = "tag";
+  element.textContent = text;
+  return element;
+}
+
+function onOff(flag) {
+  return flag ? "on" : "off";
+}
+
+function socketUrl(path) {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}${path}`;
+}
+
+/** A random key for this browser and link, kept so that reconnects and tabs are one guest. */
+function clientKey() {
+  const storageKey = `clinicconf.client_key:${location.pathname}`;
+  const fresh = () =>
+    Array.from(crypto.getRandomValues(new Uint8Array(16)), (byte) =>
+      byte.toString(16).padStart(2, "0"),
+    ).join("");
+  try {
+    let key = localStorage.getItem(storageKey);
+    if (!key) {
+      key = fresh();
+      localStorage.setItem(storageKey, key);
+    }
+    return key;
+  } catch {
+    return fresh(); // storage refused (private mode, a policy): this page alone
+  }
+}
+
+function main() {
+  const root = document.getElementById("lobby");
+  const byId = (id) => document.getElementById(id);
+  const elements = {
+    timeLeft: byId("time-left"),
+    reconnecting: byId("reconnecting"),
+    cancelled: byId("cancelled"),
+    waitingRoom: byId("waiting-room"),
+    hostOptions: byId("host-options"),
+    moderator: byId("moderator"),
+    recording: byId("recording"),
+    start: byId("start-conference"),
+    guestWaiting: byId("guest-waiting"),
+    recordingNotice: byId("recording-notice"),
+    presence: byId("presence"),
+    activePeople: byId("active-people"),
+    inactivePeople: byId("inactive-people"),
+    invited: byId("invited"),
+    conference: byId("conference"),
+    conferencePeople: byId("conference-people"),
+    moderatorState: byId("moderator-state"),
+    recordingState: byId("recording-state"),
+  };
+  const preview = new DevicePreview(byId("preview"));
+  preview.start();
+
+  const { wsPath, displayName } = root.dataset;
+  const isPublic = "public" in root.dataset;
+  // A public guest joins once they have said what name the others will see.
+  if (isPublic && !displayName) return;
+  const hello = { client_key: clientKey() };
+  if (isPublic) hello.display_name = displayName;
+  new Lobby(root, elements, preview).connect(socketUrl(wsPath), hello);
+}
+
+main();

@@ -1,0 +1,295 @@
+"""The live Video Conference landing page in Chromium: a host, a patient and a public
+guest on their own links at once, each in their own browser context (own cookies,
+own storage), with Chromium's fake camera and microphone."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from playwright.async_api import Browser, Page, expect
+
+from clinicconf import keys
+from clinicconf.config import Settings
+from clinicconf.links import LinkKind
+from clinicconf.scheduling import EventInput
+
+from .browser import chromium, new_context, serve, served_settings, watch_errors
+from .clinic import CLINIC_ZONE, Clinic, build_clinic
+from .conftest import Account, AiohttpClient
+
+WAITING = "Waiting for the host to start the conference"
+_TIME_LEFT = re.compile(r"Time Left: (?:(\d+) h )?(\d+) min (\d+) s")
+# A computer clock ten minutes fast: "Time Left" must not follow it.
+CLOCK_AHEAD = "const realNow = Date.now; Date.now = () => realNow() + 10 * 60 * 1000;"
+# The person clicks "Block" when the browser asks for the camera and microphone
+# (Chromium's fake media UI always allows).
+REFUSE_MEDIA = """navigator.mediaDevices.getUserMedia = () =>
+  Promise.reject(new DOMException("Permission denied", "NotAllowedError"));"""
+
+
+@pytest.fixture
+def settings(settings: Settings, unused_tcp_port: int) -> Settings:
+    # A closed page turns its holder Inactive after one second instead of fifteen.
+    return dataclasses.replace(served_settings(settings, unused_tcp_port), presence_grace_seconds=1)
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: AiohttpClient, settings: Settings
+) -> TestClient[web.Request, web.Application]:
+    return await serve(aiohttp_client, settings)
+
+
+@dataclass(frozen=True)
+class Links:
+    """The join links of a Public Conference."""
+
+    event_id: int
+    host: str  # Sam Staff's
+    pat: str
+    quinn: str
+    public: str
+
+
+@pytest.fixture
+async def clinic(app: web.Application, staff: Account) -> Clinic:
+    return await build_clinic(app, staff)
+
+
+async def schedule(app: web.Application, clinic: Clinic, staff: Account, start_in: int) -> Links:
+    """A Public Conference with Sam Staff, Pat and Quinn, starting `start_in` minutes
+    from now (negative: that long ago) and ending 30 minutes from now."""
+    now = datetime.now(ZoneInfo(CLINIC_ZONE)).replace(tzinfo=None, microsecond=0)
+    saved = await clinic.event(
+        "Follow-up",
+        clinic.group,
+        (now + timedelta(minutes=start_in)).isoformat(),
+        (now + timedelta(minutes=30)).isoformat(),
+        patients=[clinic.pat, clinic.quinn],
+    )
+    event_id = saved.event.id
+
+    async def url(kind: LinkKind, person_id: int | None) -> str:
+        found = await clinic.scheduler.links.url_for(app[keys.DATABASE], event_id, kind, person_id)
+        assert found is not None
+        return found
+
+    return Links(
+        event_id,
+        host=await url("staff", staff.id),
+        pat=await url("patient", clinic.pat.id),
+        quinn=await url("patient", clinic.quinn.id),
+        public=await url("public", None),
+    )
+
+
+@pytest.fixture
+async def links(app: web.Application, clinic: Clinic, staff: Account) -> Links:
+    return await schedule(app, clinic, staff, start_in=-5)
+
+
+class Visitors:
+    """People opening links, each in a browser context of their own."""
+
+    def __init__(self, browser: Browser, settings: Settings) -> None:
+        self._browser = browser
+        self._settings = settings
+        self.errors: list[str] = []
+
+    async def open(self, url: str, *, init_script: str = "") -> Page:
+        context = await new_context(self._browser, self._settings)
+        if init_script:
+            await context.add_init_script(init_script)
+        page = await context.new_page()
+        watch_errors(page, self.errors)
+        await page.goto(url)
+        return page
+
+
+@pytest.fixture
+async def visitors(
+    settings: Settings, client: TestClient[web.Request, web.Application]
+) -> AsyncIterator[Visitors]:
+    async with chromium() as browser:
+        visitors = Visitors(browser, settings)
+        yield visitors
+    assert visitors.errors == []
+
+
+async def seconds_left(page: Page) -> int:
+    text = await page.get_by_role("timer").text_content() or ""
+    match = _TIME_LEFT.fullmatch(text)
+    assert match, text
+    hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+async def test_the_host_sees_the_patient_come_and_go_then_starts_the_conference(
+    visitors: Visitors, links: Links
+) -> None:
+    host = await visitors.open(links.host)
+    active = host.get_by_role("list", name="Active", exact=True).get_by_role("listitem")
+    inactive = host.get_by_role("list", name="Inactive").get_by_role("listitem")
+    await expect(host.get_by_role("checkbox", name="Enable Moderator Role")).to_be_visible()
+    await expect(
+        host.get_by_text(
+            "You choose whom everyone sees on screen and who may use audio, video, or neither."
+        )
+    ).to_be_visible()
+    await expect(
+        host.get_by_text("The session is recorded into the patient record.")
+    ).to_be_visible()
+    await expect(host.get_by_text(WAITING)).to_be_hidden()
+    await expect(active).to_have_text(["Sam Staff You Staff"])
+    await expect(inactive).to_have_text(["Pat Patient", "Quinn Quiet"])
+
+    # The patient's computer clock is ten minutes fast: the server's clock counts.
+    patient = await visitors.open(links.pat, init_script=CLOCK_AHEAD)
+    await expect(active.filter(has_text="Pat Patient")).to_be_visible()
+    await expect(inactive).to_have_text(["Quinn Quiet"])
+    await expect(patient.get_by_text(WAITING)).to_be_visible()
+    await expect(patient.get_by_text("This session will not be recorded.")).to_be_visible()
+    await expect(patient.get_by_role("button", name="Start Conference")).to_be_hidden()
+    # A patient sees the staff and themselves, never another patient.
+    await expect(patient.get_by_role("list", name="Active", exact=True)).to_contain_text(
+        "Sam Staff"
+    )
+    await expect(patient.locator("#lobby")).not_to_contain_text("Quinn Quiet")
+
+    before = await seconds_left(host)
+    assert 29 * 60 < before <= 30 * 60
+    assert abs(await seconds_left(patient) - before) <= 2
+    await asyncio.sleep(1.5)
+    assert 1 <= before - await seconds_left(host) <= 3
+
+    await patient.close()
+    await expect(inactive).to_have_text(["Pat Patient", "Quinn Quiet"])
+
+    patient = await visitors.open(links.pat)
+    await expect(active.filter(has_text="Pat Patient")).to_be_visible()
+    await host.get_by_role("checkbox", name="Enable Recording").check()
+    await expect(patient.get_by_text("This session will be recorded.")).to_be_visible()
+
+    await host.get_by_role("button", name="Start Conference").click()
+    in_conference = patient.get_by_role("heading", name="In the conference")
+    await expect(in_conference).to_be_visible(timeout=1000)
+    await expect(patient.get_by_text(WAITING)).to_be_hidden()
+    await expect(patient.get_by_role("list", name="In the conference")).to_contain_text("Sam Staff")
+    await expect(patient.get_by_text("Recording: on")).to_be_visible()
+    await expect(patient.get_by_text("Moderator mode: off")).to_be_visible()
+    await expect(host.get_by_role("heading", name="In the conference")).to_be_visible()
+
+    # Whoever arrives later goes straight in.
+    quinn = await visitors.open(links.quinn)
+    await expect(quinn.get_by_role("heading", name="In the conference")).to_be_visible()
+    await expect(quinn.get_by_text(WAITING)).to_be_hidden()
+
+
+async def test_a_public_guest_joins_under_a_display_name_and_sees_no_patient_names(
+    visitors: Visitors, links: Links
+) -> None:
+    host = await visitors.open(links.host)
+    host_active = host.get_by_role("list", name="Active", exact=True).get_by_role("listitem")
+    await expect(host_active).to_have_count(1)
+
+    guest = await visitors.open(links.public)
+    await guest.get_by_label("Your name, as the others will see it").fill("Gail <i>Guest</i>")
+    await guest.get_by_role("button", name="Use this name").click()
+    await expect(guest.get_by_text(WAITING)).to_be_visible()
+    await expect(guest.get_by_role("list", name="Active", exact=True)).to_contain_text("Sam Staff")
+    await expect(guest.get_by_role("list", name="Inactive").get_by_role("listitem")).to_have_text(
+        ["Patient", "Patient"]
+    )
+    await expect(guest.locator("body")).not_to_contain_text("Pat Patient")
+
+    # The name is shown as typed, never as markup.
+    await expect(host_active.filter(has_text="Gail <i>Guest</i>")).to_have_text(
+        "Gail <i>Guest</i> Guest"
+    )
+    await expect(host.locator("#active-people i")).to_have_count(0)
+
+    await guest.close()
+    await expect(host_active.filter(has_text="Gail")).to_have_count(0)
+
+
+async def test_a_page_reconnects_and_follows_a_changed_event(
+    visitors: Visitors, links: Links, clinic: Clinic
+) -> None:
+    host = await visitors.open(links.host)
+    await host.get_by_role("checkbox", name="Enable Recording").check()
+    assert await seconds_left(host) <= 30 * 60
+    event = await clinic.scheduler.get_event(links.event_id)
+    # The server closes the pages of a changed event; each comes back for the new picture.
+    await clinic.scheduler.update_event(
+        clinic.staff,
+        event.id,
+        EventInput(
+            event.title,
+            event.event_type.id,
+            event.start,
+            event.end + timedelta(minutes=30),
+            [staff.id for staff in event.staff],
+            [patient.id for patient in event.patients],
+        ),
+    )
+    reconnecting = host.get_by_role("status").filter(has_text="Reconnecting…")
+    await expect(reconnecting).to_be_visible()
+    await expect(reconnecting).to_be_hidden()
+    assert await seconds_left(host) > 59 * 60
+    # Still the host, and the option chosen before is kept.
+    await expect(host.get_by_role("checkbox", name="Enable Recording")).to_be_checked()
+    await expect(host.get_by_role("button", name="Start Conference")).to_be_enabled()
+
+
+async def test_a_cancelled_event_closes_the_open_pages(
+    visitors: Visitors, links: Links, clinic: Clinic
+) -> None:
+    patient = await visitors.open(links.pat)
+    await expect(patient.get_by_text(WAITING)).to_be_visible()
+    await clinic.scheduler.cancel_event(clinic.staff, links.event_id)
+    await expect(patient.get_by_role("alert")).to_have_text("This conference was cancelled.")
+    await expect(patient.get_by_text(WAITING)).to_be_hidden()
+    await expect(patient.get_by_role("timer")).to_be_hidden()
+
+
+async def test_the_camera_preview_plays_the_chosen_camera(visitors: Visitors, links: Links) -> None:
+    patient = await visitors.open(links.pat)
+    await patient.wait_for_function(
+        "() => document.getElementById('preview-video').videoWidth > 0", timeout=5000
+    )
+    await expect(patient.get_by_label("Camera", exact=True).locator("option")).not_to_have_count(0)
+    await expect(
+        patient.get_by_label("Microphone", exact=True).locator("option")
+    ).not_to_have_count(0)
+    # Browsers start audio only once the person has used the page; the fake
+    # microphone's tone then moves the level bar.
+    await patient.get_by_role("heading", name="Your camera and microphone").click()
+    await patient.wait_for_function(
+        "() => document.getElementById('microphone-level').value > 0", timeout=5000
+    )
+
+
+async def test_a_refused_camera_is_explained(visitors: Visitors, links: Links) -> None:
+    patient = await visitors.open(links.pat, init_script=REFUSE_MEDIA)
+    await expect(patient.locator("#preview-message")).to_contain_text(
+        "The browser did not allow this page to use your camera and microphone."
+    )
+    # The rest of the page works without a camera.
+    await expect(patient.get_by_text(WAITING)).to_be_visible()
+
+
+async def test_before_the_start_the_page_says_when_it_starts(
+    visitors: Visitors, app: web.Application, clinic: Clinic, staff: Account
+) -> None:
+    soon = await schedule(app, clinic, staff, start_in=10)
+    patient = await visitors.open(soon.pat)
+    await expect(patient.get_by_role("timer")).to_have_text(re.compile(r"Starts in (9|10) min"))
