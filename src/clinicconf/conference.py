@@ -281,6 +281,7 @@ def _as_seen_by(viewer: Identity, participant: Participant) -> dict[str, Any] | 
         "kind": subject.kind,
         "name": name,
         "active": participant.active,
+        "invited": participant.invited,
     }
 
 

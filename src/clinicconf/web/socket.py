@@ -20,6 +20,7 @@ QUEUE_SIZE: Final = 64
 # The server's clock goes out this often, so that every page's "Time Left" stays right.
 TIME_INTERVAL_SECONDS: Final = 30.0
 CLOSE_TIMEOUT_SECONDS: Final = 5.0
+DRAIN_SECONDS: Final = 1.0
 
 
 class PageConnection:
@@ -45,8 +46,13 @@ class PageConnection:
             )
 
     async def close(self, code: int, reason: str) -> None:
-        """Idempotent; the writer stops and the socket closes."""
+        """Idempotent. What is queued (a last "cancelled", say) goes out first, for
+        a moment at most; then the writer stops and the socket closes."""
         if self._writer is not None:
+            if not self._writer.done():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(DRAIN_SECONDS):
+                        await self._queue.join()
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
@@ -66,8 +72,20 @@ class PageConnection:
                 async with asyncio.timeout(TIME_INTERVAL_SECONDS):
                     message = await self._queue.get()
             except TimeoutError:
-                message = {"v": PROTOCOL_VERSION, "type": "time", "server_time": now_ms()}
+                clock = {"v": PROTOCOL_VERSION, "type": "time", "server_time": now_ms()}
+                if not await self._send(clock):
+                    return
+                continue
             try:
-                await self.ws.send_json(message)
-            except ConnectionError:
-                return
+                if not await self._send(message):
+                    return
+            finally:
+                self._queue.task_done()
+
+    async def _send(self, message: dict[str, Any]) -> bool:
+        """False once the page has gone."""
+        try:
+            await self.ws.send_json(message)
+        except ConnectionError:
+            return False
+        return True
