@@ -4,145 +4,19 @@ presence, who sees whom, the host's options and start, reconnects, cancellation.
 from __future__ import annotations
 
 import asyncio
-import secrets
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import WSMsgType, web
-from aiohttp.client_ws import ClientWebSocketResponse
-from aiohttp.test_utils import TestClient
-from yarl import URL
+from aiohttp import web
 
 from clinicconf import audit, keys
-from clinicconf.accounts import StaffUser
 from clinicconf.config import Settings
-from clinicconf.db import utc_now
-from clinicconf.scheduling import EventInput, EventTypeInput, PatientInput
+from clinicconf.scheduling import EventInput
 
-from .conftest import Account
-
-Client = TestClient[web.Request, web.Application]
-GRACE_SECONDS = 1
-RECEIVE_TIMEOUT = 5.0
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", presence_grace_seconds=GRACE_SECONDS)
-
-
-@dataclass
-class Lobby:
-    event_id: int
-    host: StaffUser
-    host_path: str
-    colleague_path: str
-    pat_path: str
-    quinn_path: str
-    public_path: str
-
-
-@pytest.fixture
-async def lobby(app: web.Application, admin: Account, staff: Account) -> Lobby:
-    """A Public Conference under way: Ada and Sam (staff), Pat and Quinn (patients)."""
-    scheduler = app[keys.SCHEDULER]
-    db = app[keys.DATABASE]
-    host = StaffUser(admin.id, "Ada Admin", admin.email, True)
-    kind = await scheduler.create_event_type(host, EventTypeInput("Group", True, True))
-    pat = await scheduler.create_patient(host, PatientInput("Pat Patel", "R-1"))
-    quinn = await scheduler.create_patient(host, PatientInput("Quinn Quist", "R-2"))
-    start = utc_now() - timedelta(minutes=5)
-    saved = await scheduler.create_event(
-        host,
-        EventInput(
-            "Group session", kind.id, start, start + timedelta(hours=1), [admin.id, staff.id],
-            [pat.id, quinn.id],
-        ),
-    )  # fmt: skip
-    event_id = saved.event.id
-
-    async def path(kind: Any, person_id: int | None) -> str:
-        url = await scheduler.links.url_for(db, event_id, kind, person_id)
-        assert url is not None
-        return URL(url).path + "/ws"
-
-    return Lobby(
-        event_id,
-        host,
-        await path("staff", admin.id),
-        await path("staff", staff.id),
-        await path("patient", pat.id),
-        await path("patient", quinn.id),
-        await path("public", None),
-    )
-
-
-class Page:
-    """One open landing page's socket."""
-
-    def __init__(self, ws: ClientWebSocketResponse) -> None:
-        self.ws = ws
-        self._next_id = 0
-        # What arrived while waiting for something else.
-        self.passed_over: list[dict[str, Any]] = []
-
-    async def send(self, type_: str, **fields: Any) -> int:
-        self._next_id += 1
-        await self.ws.send_json({"v": 1, "id": self._next_id, "type": type_, **fields})
-        return self._next_id
-
-    async def receive(self, type_: str | None = None) -> dict[str, Any]:
-        """The next message (of `type_`, skipping others such as time updates)."""
-        while True:
-            message = await self.ws.receive_json(timeout=RECEIVE_TIMEOUT)
-            assert message["v"] == 1
-            if type_ is None or message["type"] == type_:
-                return dict(message)
-            self.passed_over.append(message)
-
-    async def request(self, type_: str, **fields: Any) -> dict[str, Any]:
-        """Send a message and return its answer: a result or an error."""
-        message_id = await self.send(type_, **fields)
-        while True:
-            answer = await self.receive()
-            if answer["type"] in ("result", "error") and answer["id"] == message_id:
-                return answer
-            self.passed_over.append(answer)
-
-    async def closed(self) -> int:
-        """The close code, once the server has closed the socket."""
-        while True:
-            frame = await self.ws.receive(timeout=RECEIVE_TIMEOUT)
-            if frame.type == WSMsgType.CLOSE:
-                return int(frame.data)
-
-    async def presence(self) -> dict[str, Any]:
-        return dict((await self.receive("presence"))["participant"])
-
-
-@pytest.fixture
-async def open_page(client: Client) -> AsyncIterator[Any]:
-    pages: list[Page] = []
-
-    async def open_(path: str, **hello: Any) -> tuple[Page, dict[str, Any]]:
-        page = Page(await client.ws_connect(path))
-        pages.append(page)
-        hello.setdefault("client_key", secrets.token_urlsafe(16))
-        await page.send("hello", **hello)
-        welcome = await page.receive("welcome")
-        return page, welcome
-
-    yield open_
-    for page in pages:
-        await page.ws.close()
-
-
-def by_name(welcome: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {p["name"]: p for p in welcome["participants"]}
+from .lobby_helpers import GRACE_SECONDS, Client, Lobby, Page, by_name
+from .lobby_helpers import lobby as lobby
+from .lobby_helpers import open_page as open_page
+from .lobby_helpers import settings as settings
 
 
 async def test_the_host_sees_everyone_invited_and_who_arrives(lobby: Lobby, open_page: Any) -> None:

@@ -58,7 +58,10 @@ class PageConnection:
                 await self._writer
         with contextlib.suppress(TimeoutError, ConnectionError):
             async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
-                await self.ws.close(code=code, message=reason.encode())
+                # Not drained: aiohttp shares one drain wait among its writers, and the
+                # writer cancelled above (stuck on a page that does not read) cancelled
+                # it; draining would raise CancelledError and leave the socket open.
+                await self.ws.close(code=code, message=reason.encode(), drain=False)
 
     async def finish(self) -> None:
         """After the page's socket has ended: nothing of this connection keeps running."""

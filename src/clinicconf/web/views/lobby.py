@@ -106,7 +106,8 @@ async def ping(session: Session, message: dict[str, Any]) -> None:
     """Only the result, which carries the server's clock."""
 
 
-def _parse(text: str, session: Session) -> tuple[int, Handler, dict[str, Any]]:
+def _parse(text: str, session: Session) -> tuple[int, dict[str, Any]]:
+    """The message and its id: from here on, an error answers that id."""
     try:
         message = json.loads(text)
     except ValueError:
@@ -117,6 +118,10 @@ def _parse(text: str, session: Session) -> tuple[int, Handler, dict[str, Any]]:
     if type(message_id) is not int or message_id <= session.last_id:
         raise ProtocolError("bad_message", "id: a number larger than the previous one.")
     session.last_id = message_id
+    return message_id, message
+
+
+def _handler_for(message: dict[str, Any]) -> Handler:
     entry = _HANDLERS.get(message.get("type"))  # type: ignore[arg-type]
     if entry is None:
         raise ProtocolError("unknown_type", "Unknown message type.")
@@ -124,14 +129,15 @@ def _parse(text: str, session: Session) -> tuple[int, Handler, dict[str, Any]]:
     for name, kind in fields.items():
         if type(message.get(name)) is not kind:
             raise ProtocolError("bad_message", f"{name}: {kind.__name__} expected.")
-    return message_id, handler, message
+    return handler
 
 
 def _check_flood(session: Session) -> None:
     now = time.monotonic()
-    session.recent.append(now)
+    # Checked before counting this one: FLOOD_MESSAGES in the window are still fine.
     if len(session.recent) == FLOOD_MESSAGES and now - session.recent[0] < FLOOD_WINDOW_SECONDS:
         raise ProtocolError("too_many", "Too many messages: this page is closed.", close=True)
+    session.recent.append(now)
 
 
 async def _answer(session: Session, text: str) -> bool:
@@ -139,8 +145,8 @@ async def _answer(session: Session, text: str) -> bool:
     message_id: int | None = None
     try:
         _check_flood(session)
-        message_id, handler, message = _parse(text, session)
-        await handler(session, message)
+        message_id, message = _parse(text, session)
+        await _handler_for(message)(session, message)
     except ProtocolError as exc:
         await _reply(session, _error(message_id, exc.code, exc.message), now=exc.close)
         return not exc.close
@@ -181,6 +187,8 @@ async def _socket(request: web.Request, kind: Literal["personal", "public"]) -> 
     session = Session(ws, conference, person, public=kind == "public")
     try:
         async for frame in ws:
+            if frame.type == WSMsgType.ERROR:
+                break  # aiohttp has closed the socket (1009 for a message too large)
             if frame.type != WSMsgType.TEXT:
                 await _reply(session, _error(None, "bad_message", "Messages are text."))
                 continue
