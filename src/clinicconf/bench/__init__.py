@@ -1,0 +1,2 @@
+"""Load checks, run by hand (`python -m clinicconf.bench.<name>`), never by the tests:
+see docs/benchmarks.md."""

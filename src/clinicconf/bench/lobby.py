@@ -1,0 +1,357 @@
+"""The landing page under load: how long one change takes to reach every open page.
+
+Schedules a Public Conference in a fresh data directory, starts the server in a
+process of its own on 127.0.0.1, opens --clients guest pages on the conference's
+public link and one host page, then has the host change an option --rounds times.
+For each change it reports how long after the host sent it each guest page
+received it (min, p50, p95, max over all the pages). See docs/benchmarks.md.
+
+    python -m clinicconf.bench.lobby [--clients 300] [--rounds 5]
+
+Exits 0 whatever the figures; 1 when the server or the pages could not be brought
+up, or the run overstayed --timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import secrets
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import aiohttp
+
+from ..accounts import StaffUser
+from ..config import Settings
+from ..db import Database, utc_now
+from ..links import JoinLinks
+from ..scheduling import EventInput, EventTypeInput, Scheduler, StaffInput
+from ..security import load_or_create_secret_key
+
+HOST: Final = "127.0.0.1"
+TARGET_P95_MS: Final = 100.0
+# Pages connecting at the same moment: quick, without a thundering herd.
+CONNECTING_AT_ONCE: Final = 50
+SERVER_START_SECONDS: Final = 20.0
+SERVER_STOP_SECONDS: Final = 5.0
+PAGE_OPEN_SECONDS: Final = 20.0
+ROUND_SECONDS: Final = 10.0
+# Between changes, so that each meets a quiet lobby (and the host's page stays far
+# below the flood limit of 20 messages in 5 s).
+PAUSE_SECONDS: Final = 0.3
+
+
+class SetupFailed(Exception):
+    """The server or the pages could not be brought up: nothing was measured."""
+
+
+async def schedule_conference(settings: Settings) -> tuple[str, str]:
+    """A Public Conference under way with one staff member to host it, recorded as
+    the Scheduler records any; returns the websocket URLs of the host's link and of
+    the public link."""
+    db = await Database.open(settings.database_path)
+    try:
+        await db.migrate()
+        secret_key = load_or_create_secret_key(settings.secret_key_path)
+        links = JoinLinks(secret_key, settings.public_base_url)
+        scheduler = Scheduler(db, links, settings.phone_region)
+        staff = await scheduler.create_staff(
+            None, StaffInput("Harriet Host", "host@bench.invalid", is_admin=True)
+        )
+        host = StaffUser(staff.id, staff.name, staff.email, is_admin=True)
+        kind = await scheduler.create_event_type(host, EventTypeInput("Open session", True, True))
+        start = utc_now() - timedelta(minutes=5)
+        saved = await scheduler.create_event(
+            host,
+            EventInput("Load check", kind.id, start, start + timedelta(hours=1), [staff.id], []),
+        )
+        event_id = saved.event.id
+        host_url = await scheduler.my_link(host, event_id)
+        public_url = await scheduler.public_link(host, event_id)
+    finally:
+        await db.close()
+    return _websocket_url(host_url), _websocket_url(public_url)
+
+
+def _websocket_url(join_url: str) -> str:
+    return "ws://" + join_url.removeprefix("http://") + "/ws"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def running_server(settings: Settings, log_path: Path) -> AsyncIterator[None]:
+    """`python -m clinicconf serve` in a process of its own, stopped on the way out."""
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "clinicconf",
+            "--data-dir", str(settings.data_dir), "--host", HOST, "--port", str(settings.port),
+            "--presence-grace-seconds", str(settings.presence_grace_seconds),
+            "--log-level", "WARNING", "serve",
+            stdout=log, stderr=log,
+        )  # fmt: skip
+        try:
+            await _wait_until_listening(process, settings.port)
+            yield
+        finally:
+            await _stop(process)
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    """Asked to stop; killed if it has not within a few seconds, or if the wait is
+    cut short by the run's time limit."""
+    if process.returncode is not None:
+        return
+    process.terminate()
+    try:
+        with suppress(TimeoutError):
+            async with asyncio.timeout(SERVER_STOP_SECONDS):
+                await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+
+
+async def _wait_until_listening(process: asyncio.subprocess.Process, port: int) -> None:
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while True:
+        if process.returncode is not None:
+            raise SetupFailed(f"the server exited at once with code {process.returncode}")
+        try:
+            _, writer = await asyncio.open_connection(HOST, port)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SetupFailed(
+                    f"the server did not listen within {SERVER_START_SECONDS:.0f} s"
+                ) from None
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+
+
+class Round:
+    """One change of options: when each guest page received it."""
+
+    def __init__(self, options: dict[str, bool], expected: int) -> None:
+        # Told apart from the round before by its options, should that one arrive late.
+        self.options = options
+        self._expected = expected
+        self.stamps: list[float] = []
+        self.complete = asyncio.Event()
+
+    def delivered(self, stamp: float) -> None:
+        self.stamps.append(stamp)
+        if len(self.stamps) == self._expected:
+            self.complete.set()
+
+
+class LoadedLobby:
+    """The host's page and the guests' pages, each read by a task of its own that
+    notes the moment a change of options arrives."""
+
+    def __init__(self, session: aiohttp.ClientSession, links: tuple[str, str], guests: int) -> None:
+        self._session = session
+        self._host_url, self._public_url = links
+        self._guest_count = guests
+        self._host: aiohttp.ClientWebSocketResponse | None = None
+        self._host_message_id = 1
+        self._readers: list[asyncio.Task[None]] = []
+        self._arrived = 0
+        self._all_arrived = asyncio.Event()
+        self._round = Round({}, 0)
+
+    async def open(self) -> None:
+        """The host first, so that it sees every guest arrive; then the guests."""
+        self._host = await self._open_page(self._host_url, {}, self._host_saw)
+        slots = asyncio.Semaphore(CONNECTING_AT_ONCE)
+
+        async def open_guest(number: int) -> None:
+            async with slots:
+                await self._open_page(
+                    self._public_url, {"display_name": f"Guest {number}"}, self._guest_saw
+                )
+
+        opened = await asyncio.gather(
+            *(open_guest(n) for n in range(1, self._guest_count + 1)), return_exceptions=True
+        )
+        for failure in opened:
+            if isinstance(failure, BaseException):
+                raise failure
+        try:
+            async with asyncio.timeout(PAGE_OPEN_SECONDS):
+                await self._all_arrived.wait()
+        except TimeoutError:
+            raise SetupFailed(
+                f"the host saw {self._arrived} of {self._guest_count} guests arrive"
+            ) from None
+
+    async def change(self, number: int) -> list[float]:
+        """The host flips the moderator option; how long (seconds) each guest page
+        took to receive the change. Fewer figures than guests: some never did."""
+        assert self._host is not None, "open() first"
+        options = {"moderator": number % 2 == 1, "recording": False}
+        self._round = current = Round(options, self._guest_count)
+        self._host_message_id += 1
+        message = {"v": 1, "id": self._host_message_id, "type": "set_options", **options}
+        sent_at = time.time()
+        await self._host.send_json(message)
+        with suppress(TimeoutError):
+            async with asyncio.timeout(ROUND_SECONDS):
+                await current.complete.wait()
+        return [stamp - sent_at for stamp in current.stamps]
+
+    async def close(self) -> None:
+        for reader in self._readers:
+            reader.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+
+    async def _open_page(
+        self, url: str, hello: dict[str, Any], saw: Callable[[dict[str, Any], float], None]
+    ) -> aiohttp.ClientWebSocketResponse:
+        try:
+            async with asyncio.timeout(PAGE_OPEN_SECONDS):
+                ws = await self._session.ws_connect(url)
+                await ws.send_json(
+                    {"v": 1, "id": 1, "type": "hello", "client_key": secrets.token_urlsafe(16)}
+                    | hello
+                )
+                while (await ws.receive_json())["type"] != "welcome":
+                    pass
+        # (TypeError: the server closed the socket instead of welcoming the page.)
+        except (aiohttp.ClientError, OSError, TimeoutError, TypeError) as exc:
+            raise SetupFailed(f"a page could not join the lobby: {exc!r}") from exc
+        self._readers.append(asyncio.create_task(_read(ws, saw), name="bench-page"))
+        return ws
+
+    def _host_saw(self, message: dict[str, Any], stamp: float) -> None:
+        participant = message.get("participant", {})
+        if message["type"] == "presence" and participant["kind"] == "guest":
+            self._arrived += 1 if participant["active"] else -1
+            if self._arrived == self._guest_count:
+                self._all_arrived.set()
+
+    def _guest_saw(self, message: dict[str, Any], stamp: float) -> None:
+        if message["type"] == "options" and message["options"] == self._round.options:
+            self._round.delivered(stamp)
+
+
+async def _read(
+    ws: aiohttp.ClientWebSocketResponse, saw: Callable[[dict[str, Any], float], None]
+) -> None:
+    async for frame in ws:
+        stamp = time.time()  # the moment the page has the message, before decoding it
+        if frame.type != aiohttp.WSMsgType.TEXT:
+            return
+        saw(json.loads(frame.data), stamp)
+
+
+async def measure(clients: int, rounds: int) -> list[list[float]]:
+    with tempfile.TemporaryDirectory(prefix="clinicconf-bench-") as data_dir:
+        settings = Settings(
+            host=HOST, port=_free_port(), data_dir=Path(data_dir), presence_grace_seconds=0
+        )
+        links = await schedule_conference(settings)
+        log_path = Path(data_dir) / "server.log"
+        try:
+            # Inside out on the way out: the pages stop reading, their connections
+            # drop, then the server stops.
+            async with (
+                running_server(settings, log_path),
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session,
+            ):
+                lobby = LoadedLobby(session, links, clients)
+                try:
+                    started = time.monotonic()
+                    await lobby.open()
+                    opened = time.monotonic() - started
+                    print(f"{clients} guest pages and the host's open in {opened:.1f} s")
+                    results = []
+                    for number in range(1, rounds + 1):
+                        await asyncio.sleep(PAUSE_SECONDS)
+                        results.append(await lobby.change(number))
+                    return results
+                finally:
+                    await lobby.close()
+        except SetupFailed:
+            print(log_path.read_text(errors="replace")[-2000:], file=sys.stderr)
+            raise
+
+
+def _percentile(ordered: Sequence[float], fraction: float) -> float:
+    """Nearest rank: the smallest figure with at least `fraction` of them at or below it."""
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+# The first page's figure is the server's own delay (the change is written to the
+# audit log before it goes out); the rest is the fan-out to every page.
+_COLUMNS: Final = ("min ms", "p50 ms", "p95 ms", "max ms")
+
+
+def report(rounds: list[list[float]], clients: int) -> str:
+    def row(label: str, latencies: list[float], expected: int) -> str:
+        ordered = sorted(seconds * 1000 for seconds in latencies)
+        figures = (
+            [ordered[0], _percentile(ordered, 0.5), _percentile(ordered, 0.95), ordered[-1]]
+            if ordered
+            else [math.nan] * 4
+        )
+        cells = "".join(f"{ms:>9.1f}" for ms in figures)
+        return f"{label:>6}{f'{len(latencies)}/{expected}':>12}{cells}"
+
+    lines = [f"{'round':>6}{'received':>12}" + "".join(f"{h:>9}" for h in _COLUMNS)]
+    lines += [row(str(n), latencies, clients) for n, latencies in enumerate(rounds, 1)]
+    everything = [seconds for latencies in rounds for seconds in latencies]
+    lines.append(row("all", everything, clients * len(rounds)))
+    p95 = _percentile(sorted(everything), 0.95) * 1000 if everything else math.inf
+    verdict = "met" if p95 < TARGET_P95_MS else "NOT met"
+    lines.append(f"target p95 under {TARGET_P95_MS:.0f} ms: {verdict}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m clinicconf.bench.lobby",
+        description="How long one change in a lobby takes to reach every open page.",
+    )
+    parser.add_argument("--clients", type=int, default=300, help="guest pages (300)")
+    parser.add_argument("--rounds", type=int, default=5, help="changes measured (5)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="for the whole run (120 s)")
+    args = parser.parse_args(argv)
+    if args.clients < 1 or args.rounds < 1:
+        parser.error("--clients and --rounds must be at least 1")
+
+    async def bounded() -> list[list[float]]:
+        async with asyncio.timeout(args.timeout):
+            return await measure(args.clients, args.rounds)
+
+    try:
+        rounds = asyncio.run(bounded())
+    except SetupFailed as exc:
+        print(f"failed: {exc}", file=sys.stderr)
+        return 1
+    except TimeoutError:
+        print(f"failed: the run took longer than {args.timeout:.0f} s", file=sys.stderr)
+        return 1
+    print(report(rounds, args.clients))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
