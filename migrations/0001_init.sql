@@ -111,8 +111,9 @@ CREATE TABLE outbox (
     recipient_kind  TEXT NOT NULL CHECK (recipient_kind IN ('staff', 'patient')),
     recipient_id    INTEGER NOT NULL,
     -- superseded: replaced, before it was sent, by a newer message of the same kind.
+    -- saved: kept in data_dir/undelivered/, as no SMTP server or Vonage account is set up.
     status          TEXT NOT NULL DEFAULT 'pending'
-                    CHECK (status IN ('pending', 'sent', 'failed', 'superseded')),
+                    CHECK (status IN ('pending', 'sent', 'failed', 'superseded', 'saved')),
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at TEXT NOT NULL,
     last_error      TEXT,

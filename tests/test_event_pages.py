@@ -19,6 +19,7 @@ from clinicconf.notify import outbox
 
 from .clinic import CLINIC_ZONE, Clinic, build_clinic, sign_in
 from .conftest import Account
+from .servers import wait_until
 
 Client = TestClient[web.Request, web.Application]
 
@@ -359,12 +360,20 @@ async def test_the_event_page_shows_each_message_state(
             " last_error = 'the number was refused' WHERE id = ?",
             (failed,),
         )
+    db = app[keys.DATABASE]
+
+    async def invitation_handled() -> bool:
+        row = await db.fetchone("SELECT status FROM outbox WHERE kind = 'invitation'")
+        return row is not None and row["status"] != "pending"
+
+    await wait_until(invitation_handled)  # no mail server in these tests: it is saved
     await sign_in(client, staff)
     async with client.get(f"/events/{event_id}") as resp:
         page = await resp.text()
     assert "<td>Waiting to retry (attempt 2): SMTP server unreachable</td>" in page
     assert "<td>Failed: the number was refused</td>" in page
     assert "<td>Invitation</td><td>Email</td><td>Pat Patient</td>" in page
+    assert "<td>Not sent: no mail server is configured (saved on the server)</td>" in page
 
 
 async def test_cancelling_asks_first_then_stops_every_link(

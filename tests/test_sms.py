@@ -87,7 +87,7 @@ async def test_a_join_link_by_sms_reaches_vonage(
     assert text.endswith(f"Your link to join: {link}")
     assert len(text) <= 2 * 153  # two segments at most
     # Not even at debug level does the log hold the number or the link.
-    assert "outbox: message 5 (join_link by sms) delivered" in caplog.text
+    assert "outbox: message 5 (join_link by sms) sent" in caplog.text
     assert PAT_PHONE.removeprefix("+") not in caplog.text
     assert link.rsplit("/", 1)[1] not in caplog.text
 

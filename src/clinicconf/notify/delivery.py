@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Protocol
+from typing import Literal, Protocol
+
+# Sent on its way, or only saved on the server because nothing is configured to send it.
+Outcome = Literal["sent", "saved"]
 
 
 @dataclass(frozen=True)
@@ -42,11 +45,11 @@ class DeliveryError(Exception):
 
 
 class EmailTransport(Protocol):
-    async def send_email(self, message: EmailOut) -> None: ...
+    async def send_email(self, message: EmailOut) -> Outcome: ...
 
 
 class SmsTransport(Protocol):
-    async def send_sms(self, message: SmsOut) -> None: ...
+    async def send_sms(self, message: SmsOut) -> Outcome: ...
 
 
 @dataclass(frozen=True)
@@ -54,9 +57,8 @@ class Transports:
     email: EmailTransport
     sms: SmsTransport
 
-    async def send(self, message: OutgoingMessage) -> None:
+    async def send(self, message: OutgoingMessage) -> Outcome:
         """Deliver through the message's channel; raises DeliveryError."""
         if isinstance(message, EmailOut):
-            await self.email.send_email(message)
-        else:
-            await self.sms.send_sms(message)
+            return await self.email.send_email(message)
+        return await self.sms.send_sms(message)

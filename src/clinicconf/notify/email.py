@@ -9,7 +9,7 @@ from typing import Final
 import aiosmtplib
 
 from ..config import Settings
-from .delivery import DeliveryError, EmailOut
+from .delivery import DeliveryError, EmailOut, Outcome
 
 # Bounds every step (connect, each command, the message): a stuck server delays the
 # outbox by this much per message at most.
@@ -20,7 +20,7 @@ class SmtpTransport:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
 
-    async def send_email(self, message: EmailOut) -> None:
+    async def send_email(self, message: EmailOut) -> Outcome:
         settings = self._settings
         try:
             await aiosmtplib.send(
@@ -42,6 +42,7 @@ class SmtpTransport:
             raise DeliveryError(
                 f"SMTP server unreachable ({network_reason(exc)})", permanent=False
             ) from exc
+        return "sent"
 
 
 def smtp_failure(exc: aiosmtplib.SMTPException) -> DeliveryError:

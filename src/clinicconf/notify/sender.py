@@ -124,7 +124,7 @@ class OutboxSender:
     async def _deliver(self, row: Row) -> None:
         try:
             message = await compose(self._db, self._settings, self._links, row)
-            await self._transports.send(message)
+            outcome = await self._transports.send(message)
         except DeliveryError as exc:
             await self._record_failure(row, exc)
             return
@@ -141,13 +141,15 @@ class OutboxSender:
                 row, DeliveryError(f"unexpected error ({type(exc).__name__})", permanent=False)
             )
             return
-        # Whatever happened to the row meanwhile (superseded), it was sent: say so.
+        # Whatever happened to the row meanwhile (superseded), it went out: say so.
         await self._db.execute(
-            "UPDATE outbox SET status = 'sent', attempts = attempts + 1, sent_at = ?,"
+            "UPDATE outbox SET status = ?, attempts = attempts + 1, sent_at = ?,"
             " last_error = NULL WHERE id = ?",
-            (to_db_time(utc_now()), row["id"]),
+            (outcome, to_db_time(utc_now()), row["id"]),
         )
-        log.info("outbox: message %d (%s by %s) delivered", row["id"], row["kind"], row["channel"])
+        log.info(
+            "outbox: message %d (%s by %s) %s", row["id"], row["kind"], row["channel"], outcome
+        )
 
     async def _record_failure(self, row: Row, exc: DeliveryError) -> None:
         attempts = row["attempts"] + 1

@@ -16,7 +16,7 @@ from vonage_http_client.errors import HttpRequestError
 from vonage_sms import SmsError, SmsMessage
 
 from ..config import Settings
-from .delivery import DeliveryError, SmsOut
+from .delivery import DeliveryError, Outcome, SmsOut
 
 VONAGE_TIMEOUT_SECONDS: Final = 30
 
@@ -64,7 +64,7 @@ class VonageTransport:
         # link) at debug level: keep that out of the server's log at any log level.
         logging.getLogger("vonage").setLevel(logging.WARNING)
 
-    async def send_sms(self, message: SmsOut) -> None:
+    async def send_sms(self, message: SmsOut) -> Outcome:
         sms = SmsMessage(
             # Vonage takes E.164 digits without the leading "+".
             to=message.to.removeprefix("+"),
@@ -74,6 +74,7 @@ class VonageTransport:
             type="text" if message.text.isascii() else "unicode",
         )
         await asyncio.to_thread(self._send_blocking, sms)
+        return "sent"
 
     def _send_blocking(self, sms: SmsMessage) -> None:
         # One at a time: the SDK's client keeps only the last answer, read on a refusal.

@@ -12,7 +12,7 @@ import logging
 import os
 from pathlib import Path
 
-from .delivery import EmailOut, SmsOut
+from .delivery import EmailOut, Outcome, SmsOut
 
 log = logging.getLogger(__name__)
 
@@ -21,15 +21,17 @@ class UndeliveredFolder:
     def __init__(self, folder: Path) -> None:
         self._folder = folder
 
-    async def send_email(self, message: EmailOut) -> None:
+    async def send_email(self, message: EmailOut) -> Outcome:
         path = self._folder / f"email-{message.outbox_id}.eml"
         await asyncio.to_thread(self._save, path, message.message.as_bytes())
         log.warning("email not sent (no SMTP server configured); saved to %s", path)
+        return "saved"
 
-    async def send_sms(self, message: SmsOut) -> None:
+    async def send_sms(self, message: SmsOut) -> Outcome:
         path = self._folder / f"sms-{message.outbox_id}.txt"
         await asyncio.to_thread(self._save, path, f"To: {message.to}\n\n{message.text}\n".encode())
         log.warning("text message not sent (no Vonage account configured); saved to %s", path)
+        return "saved"
 
     def _save(self, path: Path, content: bytes) -> None:
         self._folder.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -130,6 +130,13 @@ class EventForm:
         )
 
 
+# What staff need to know when nothing is set up to send a message.
+_NOT_CONFIGURED: Final = {
+    "email": "Not sent: no mail server is configured (saved on the server)",
+    "sms": "Not sent: no SMS account is configured (saved on the server)",
+}
+
+
 @dataclass(frozen=True)
 class Delivery:
     """One outbox message as the event page lists it."""
@@ -148,6 +155,8 @@ class Delivery:
             status = f"Failed: {row['last_error']}"
         elif row["status"] == "superseded":
             status = "Not sent: replaced by a newer message"
+        elif row["status"] == "saved":
+            status = _NOT_CONFIGURED[row["channel"]]
         elif row["attempts"] == 0:
             status = "Waiting to be sent"
         else:
