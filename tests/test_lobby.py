@@ -146,15 +146,35 @@ async def test_cancelling_the_event_closes_every_page_with_the_news(
         assert await page.closed() == 4410
 
 
-async def test_links_that_cannot_be_used_now_get_no_socket(
+async def test_a_page_whose_link_cannot_be_used_is_told_why_and_closed(
     client: Client, lobby: Lobby, app: web.Application, settings: Settings
 ) -> None:
+    """By a close code the page shows, so that it stops reconnecting."""
     for path in ("/j/" + "x" * 43 + "/ws", lobby.public_path.replace("/p/", "/j/")):
-        async with client.get(path) as resp:
-            assert resp.status == 404
+        assert await Page(await client.ws_connect(path)).closed() == 4404
     await app[keys.SCHEDULER].cancel_event(lobby.host, lobby.event_id)
-    async with client.get(lobby.pat_path) as resp:
-        assert resp.status == 410
+    assert await Page(await client.ws_connect(lobby.pat_path)).closed() == 4410
+
+
+async def test_a_page_not_yet_joined_is_closed_with_its_cancelled_event(
+    client: Client, lobby: Lobby, app: web.Application
+) -> None:
+    """A guest still typing their name is not left in a conference that is gone."""
+    typing = Page(await client.ws_connect(lobby.public_path))
+    await typing.request("ping")  # the socket is open, no hello yet
+    await app[keys.SCHEDULER].cancel_event(lobby.host, lobby.event_id)
+    assert await typing.closed() == 4410
+
+
+async def test_a_patient_does_not_see_the_public_guests(lobby: Lobby, open_page: Any) -> None:
+    patient, _ = await open_page(lobby.pat_path)
+    _, welcome = await open_page(lobby.public_path, display_name="Gail")
+    assert "Pat Patel" not in by_name(welcome)  # (the guest sees "Patient")
+    _, host_welcome = await open_page(lobby.host_path)
+    assert "Gail" in by_name(host_welcome)
+    await patient.request("ping")
+    heard_of = [m["participant"]["name"] for m in patient.passed_over if m["type"] == "presence"]
+    assert heard_of == ["Ada Admin"]  # the host's arrival, not the guest's
 
 
 @pytest.mark.parametrize("public", [False, True])

@@ -280,8 +280,8 @@ async def test_a_page_that_does_not_read_is_disconnected_not_buffered(
         assert (arrived["name"], arrived["active"]) == ("Sid Slow", True)
         # A busy conference's traffic for Sid's page alone, given out as events
         # happen: the page's writer takes each message when it can.
-        event = await app[keys.SCHEDULER].get_event(lobby.event_id)
-        conference = app[keys.CONFERENCES].enter(event)
+        conference = app[keys.CONFERENCES].get(lobby.event_id)
+        assert conference is not None
         [slow] = [c for c in conference.connections if c.identity.kind == "guest"]
         filler = {"type": "filler", "text": "x" * FILLER_BYTES}
         for _ in range(FILLER_MESSAGES):

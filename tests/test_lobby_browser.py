@@ -293,3 +293,27 @@ async def test_before_the_start_the_page_says_when_it_starts(
     soon = await schedule(app, clinic, staff, start_in=10)
     patient = await visitors.open(soon.pat)
     await expect(patient.get_by_role("timer")).to_have_text(re.compile(r"Starts in (9|10) min"))
+
+
+async def test_someone_taken_off_the_event_is_told_and_stops_reconnecting(
+    visitors: Visitors, links: Links, clinic: Clinic
+) -> None:
+    patient = await visitors.open(links.pat)
+    await expect(patient.get_by_text(WAITING)).to_be_visible()
+    event = await clinic.scheduler.get_event(links.event_id)
+    await clinic.scheduler.update_event(
+        clinic.staff,
+        event.id,
+        EventInput(
+            event.title,
+            event.event_type.id,
+            event.start,
+            event.end,
+            [staff.id for staff in event.staff],
+            [p.id for p in event.patients if p.id != clinic.pat.id],
+        ),
+    )
+    await expect(patient.get_by_role("alert")).to_have_text(
+        "This link no longer works. Please ask the clinic for a new one."
+    )
+    await expect(patient.get_by_role("status").filter(has_text="Reconnecting…")).to_be_hidden()

@@ -78,7 +78,6 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     )
     sender.start()
     yield
-    await conferences.close()
     await sender.close()
 
 

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal, Protocol
@@ -26,6 +26,9 @@ PUBLIC_PATIENT_NAME: Final = "Patient"
 # reconnects and sees the new state; a person taken off the event cannot).
 CLOSE_CANCELLED: Final = 4410
 CLOSE_EVENT_CHANGED: Final = 4000
+CLOSE_FULL: Final = 4429
+# Far more than any clinic's conference; a bound on what one public link can bring in.
+MAX_PAGES: Final = 500
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,14 @@ class Identity:
         return audit.Actor(self.kind, self.person_id)
 
 
+class Page(Protocol):
+    """An open page's socket, from its opening, before it has said who it is."""
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
 class Subscriber(Protocol):
-    """A page's connection, as the conference sees it."""
+    """A page's connection once it has joined, as the conference sees it."""
 
     identity: Identity
 
@@ -94,15 +103,45 @@ def now_ms() -> int:
 
 
 class Conference:
-    def __init__(self, event: Event, db: Database, grace_seconds: float) -> None:
+    def __init__(
+        self,
+        event: Event,
+        db: Database,
+        grace_seconds: float,
+        quiet: Callable[[Conference], None] = lambda conference: None,
+    ) -> None:
         self._db = db
         self._grace_seconds = grace_seconds
+        # Told when the last page has gone and nobody is about to come back.
+        self._on_quiet = quiet
         self.event = event
         self.options = Options()
         self.started_at: datetime | None = None
         self._participants: dict[str, Participant] = {}
+        # Every open page, joined or not yet: each is closed with the conference.
+        self._pages: set[Page] = set()
         self._shut = False
         self.invite(event)
+
+    # --- open pages --------------------------------------------------------------------
+
+    def attach(self, page: Page) -> None:
+        if len(self._pages) >= MAX_PAGES:
+            raise Conflict("This conference is full.")
+        self._pages.add(page)
+
+    def detach(self, page: Page) -> None:
+        self._pages.discard(page)
+        self._quiet()
+
+    @property
+    def unused(self) -> bool:
+        """No page is open and nobody is about to come back."""
+        return not self._pages and not any(p.active for p in self._participants.values())
+
+    def _quiet(self) -> None:
+        if self.unused:
+            self._on_quiet(self)
 
     # --- who is expected ---------------------------------------------------------------
 
@@ -126,8 +165,8 @@ class Conference:
 
     # --- connections -------------------------------------------------------------------
 
-    async def join(self, connection: Subscriber) -> dict[str, Any]:
-        """Add a page; returns its `welcome` snapshot."""
+    async def join(self, connection: Subscriber) -> None:
+        """Add a page and send it its `welcome` snapshot, before anything else."""
         identity = connection.identity
         participant = self._participants.get(identity.key)
         if participant is None:
@@ -138,11 +177,11 @@ class Conference:
         _cancel(participant.grace)
         participant.grace = None
         participant.connections.add(connection)
+        connection.send(self._welcome(identity, participant))
         if not was_active:
-            await self._record(identity, "joined")
             # The others hear of the arrival; the newcomer learns it from the welcome.
             self._broadcast_presence(participant, skip=participant.connections)
-        return self._welcome(connection.identity, participant)
+            await self._record(identity, "joined")
 
     async def leave(self, connection: Subscriber) -> None:
         participant = self._participants.get(connection.identity.key)
@@ -164,19 +203,16 @@ class Conference:
         await self._gone(participant)
 
     async def _gone(self, participant: Participant) -> None:
-        await self._record(participant.identity, "left")
         self._broadcast_presence(participant)
-        if not participant.invited:
-            self._participants.pop(participant.identity.key, None)
+        key = participant.identity.key
+        if not participant.invited and self._participants.get(key) is participant:
+            del self._participants[key]
+        await self._record(participant.identity, "left")
+        self._quiet()
 
     @property
     def connections(self) -> list[Subscriber]:
         return [c for p in self._participants.values() for c in p.connections]
-
-    @property
-    def idle(self) -> bool:
-        """Nobody is here or about to come back: the state may be dropped."""
-        return not any(p.active for p in self._participants.values())
 
     # --- the host's intents --------------------------------------------------------------
 
@@ -198,13 +234,12 @@ class Conference:
         await self._record(identity, "conference_started", **vars(self.options))
         self._send_all({"type": "started", "started_at": epoch_ms(self.started_at)})
 
-    async def close_all(self, code: int, reason: str, message: dict[str, Any] | None) -> None:
-        """Tell every page `message` (if any) and close it."""
-        connections = self.connections
-        for connection in connections:
-            if message is not None:
-                connection.send(message)
-        await asyncio.gather(*(c.close(code, reason) for c in connections))
+    async def close_pages(self, code: int, reason: str, last_word: dict[str, Any] | None) -> None:
+        """Tell every joined page `last_word` (if any), then close every open page."""
+        if last_word is not None:
+            for connection in self.connections:
+                connection.send(last_word)
+        await asyncio.gather(*(page.close(code, reason) for page in list(self._pages)))
 
     # --- what each holder may see ------------------------------------------------------
 
@@ -259,11 +294,11 @@ class Conference:
         """No more grace periods: the conference is over for this server."""
         self._shut = True
         for participant in self._participants.values():
-            if participant.grace is not None:
-                participant.grace.cancel()
+            grace, participant.grace = participant.grace, None
+            _cancel(grace)
+            if grace is not None:
                 with contextlib.suppress(asyncio.CancelledError):
-                    await participant.grace
-                participant.grace = None
+                    await grace
 
 
 def _as_seen_by(viewer: Identity, participant: Participant) -> dict[str, Any] | None:
@@ -272,9 +307,9 @@ def _as_seen_by(viewer: Identity, participant: Participant) -> dict[str, Any] | 
     "Patient"."""
     subject = participant.identity
     name = subject.name
-    if subject.kind == "patient" and viewer.kind != "staff" and subject.key != viewer.key:
-        if viewer.kind == "patient":
-            return None
+    if viewer.kind == "patient" and subject.kind != "staff" and subject.key != viewer.key:
+        return None
+    if viewer.kind == "guest" and subject.kind == "patient":
         name = PUBLIC_PATIENT_NAME
     return {
         "id": participant.public_id,
@@ -295,25 +330,35 @@ def _cancel(task: asyncio.Task[None] | None) -> None:
 
 
 class Conferences:
-    """The live conferences of this server, one per event someone has opened."""
+    """The live conferences of this server, one per event with a page open or
+    someone about to come back."""
 
     def __init__(self, db: Database, grace_seconds: float) -> None:
         self._db = db
         self._grace_seconds = grace_seconds
         self._conferences: dict[int, Conference] = {}
 
-    def enter(self, event: Event) -> Conference:
-        # Conferences nobody is in and that never started are forgotten here.
-        for event_id, idle in list(self._conferences.items()):
-            if idle.idle and idle.started_at is None and event_id != event.id:
-                del self._conferences[event_id]
+    def open(self, event: Event) -> Conference:
+        """The event's conference, made when its first page opens."""
+        for other in list(self._conferences.values()):
+            self._forget(other)
         conference = self._conferences.get(event.id)
         if conference is None:
-            conference = Conference(event, self._db, self._grace_seconds)
+            conference = Conference(event, self._db, self._grace_seconds, self._forget)
             self._conferences[event.id] = conference
         else:
             conference.invite(event)
         return conference
+
+    def get(self, event_id: int) -> Conference | None:
+        return self._conferences.get(event_id)
+
+    def _forget(self, conference: Conference) -> None:
+        """A conference is kept until its event has ended and nobody is in it: who
+        comes back before the end finds the host's options and start as they were."""
+        gone = conference.unused and conference.event.end <= utc_now()
+        if gone and self._conferences.get(conference.event.id) is conference:
+            del self._conferences[conference.event.id]
 
     async def event_changed(self, event: Event) -> None:
         """The Scheduler changed or cancelled the event: open pages learn it at once."""
@@ -323,17 +368,16 @@ class Conferences:
         if event.cancelled:
             del self._conferences[event.id]
             await conference.shut()
-            await conference.close_all(CLOSE_CANCELLED, "cancelled", {"type": "cancelled"})
+            await conference.close_pages(CLOSE_CANCELLED, "cancelled", {"type": "cancelled"})
             return
-        pages = conference.connections
         conference.invite(event)
         # Each page reconnects and gets the new picture; a person taken off the
         # event finds their link gone.
-        await asyncio.gather(*(page.close(CLOSE_EVENT_CHANGED, "event changed") for page in pages))
+        await conference.close_pages(CLOSE_EVENT_CHANGED, "event changed", None)
 
     async def close(self) -> None:
         """Server shutdown: every page is told to go away, every timer stops."""
         conferences, self._conferences = list(self._conferences.values()), {}
         for conference in conferences:
             await conference.shut()
-            await conference.close_all(1001, "server shutting down", None)
+            await conference.close_pages(1001, "server shutting down", None)

@@ -10,6 +10,16 @@ import { ServerClock, TimeLeft } from "./time_left.js";
 
 const KIND_ORDER = { staff: 0, patient: 1, guest: 2 };
 const KIND_TAGS = { staff: "Staff", guest: "Guest" };
+// What the page says when the server closes it for good (docs/lobby-protocol.md).
+const CLOSE_CANCELLED = 4410;
+const CLOSE_LINK_GONE = 4404;
+const CLOSED_FOR_GOOD = {
+  4403: "This link is not open yet. Please reload the page a little before the start.",
+  [CLOSE_LINK_GONE]: "This link no longer works. Please ask the clinic for a new one.",
+  [CLOSE_CANCELLED]: "This conference was cancelled.",
+  4411: "This conference has ended.",
+  4429: "This conference is full.",
+};
 
 class Lobby {
   #elements;
@@ -40,7 +50,7 @@ class Lobby {
     this.#socket = new LobbySocket(url, hello, {
       onMessage: (message) => this.#receive(message),
       onLost: () => this.#connectionLost(),
-      onCancelled: () => this.#cancelled(),
+      onCancelled: (code) => this.#cancelled(code),
     });
     this.#socket.start();
   }
@@ -111,10 +121,11 @@ class Lobby {
     this.#connected = false;
     this.#startPending = false;
     this.#elements.reconnecting.hidden = false;
-    if (this.#you) this.#render();
+    this.#render();
   }
 
-  #cancelled() {
+  /** The conference is over for this page: cancelled, or the link no longer works. */
+  #cancelled(code = CLOSE_CANCELLED) {
     this.#socket.stop();
     this.#preview.stop();
     this.#timeLeft.stop();
@@ -122,6 +133,7 @@ class Lobby {
     waitingRoom.hidden = true;
     conference.hidden = true;
     reconnecting.hidden = true;
+    cancelled.textContent = CLOSED_FOR_GOOD[code] ?? CLOSED_FOR_GOOD[CLOSE_LINK_GONE];
     cancelled.hidden = false;
   }
 
@@ -155,6 +167,7 @@ class Lobby {
   // --- showing it ------------------------------------------------------------------
 
   #render() {
+    if (this.#you === null) return; // nothing to show before the server's welcome
     const { waitingRoom, conference } = this.#elements;
     waitingRoom.hidden = this.#started;
     conference.hidden = !this.#started;

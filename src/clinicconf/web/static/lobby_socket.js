@@ -7,8 +7,9 @@ const LONGEST_RETRY_MS = 10000;
 // The server sends at least its clock every 30 s: longer silence means a dead link
 // that the browser has not noticed (a laptop waking up, a network change).
 const SILENCE_LIMIT_MS = 45000;
-// The server closes with this code after telling the page that the event was cancelled.
-const CLOSE_CANCELLED = 4410;
+// Close codes 4400-4499 say the link cannot be used (cancelled, ended, no longer
+// valid, conference full): reconnecting would not help. 4000 asks for a reconnect.
+const FINAL_CLOSE_CODES = { min: 4400, max: 4499 };
 
 export class LobbySocket {
   #url;
@@ -26,7 +27,8 @@ export class LobbySocket {
   /**
    * url: the ws: or wss: address; hello: the hello message's fields;
    * onMessage(message) for each server message; onLost() when the connection drops
-   * (a new one is on its way); onCancelled() when the server closed for a cancellation.
+   * (a new one is on its way); onCancelled(code) when the server closed for good
+   * (see FINAL_CLOSE_CODES).
    */
   constructor(url, hello, { onMessage, onLost, onCancelled }) {
     this.#url = url;
@@ -89,9 +91,9 @@ export class LobbySocket {
     if (socket !== this.#socket || this.#stopped) return; // an abandoned connection
     this.#socket = null;
     clearTimeout(this.#silenceTimer);
-    if (code === CLOSE_CANCELLED) {
+    if (code >= FINAL_CLOSE_CODES.min && code <= FINAL_CLOSE_CODES.max) {
       this.#stopped = true;
-      this.#onCancelled();
+      this.#onCancelled(code);
       return;
     }
     this.#onLost();

@@ -130,7 +130,7 @@ def _landing_page(
     )
 
 
-def closed_page(request: web.Request, opened: OpenedLink | None) -> web.Response:
+def _closed_page(request: web.Request, opened: OpenedLink | None) -> web.Response:
     if opened is None:
         return render(request, "join_closed.html", status=404, state="unknown", event=None)
     return render(
@@ -148,7 +148,7 @@ async def _show(request: web.Request, kind: Literal["personal", "public"]) -> we
     if opened is not None:
         await _record_opening(request.app, opened)
     if opened is None or opened.state != "open":
-        return closed_page(request, opened)
+        return _closed_page(request, opened)
     return _landing_page(request, opened)
 
 
@@ -168,7 +168,7 @@ async def choose_display_name(request: web.Request) -> web.Response:
     a later step, takes the name from here."""
     opened = await open_join_link(request.app, request.match_info["token"], "public")
     if opened is None or opened.state != "open":
-        return closed_page(request, opened)
+        return _closed_page(request, opened)
     form = await read_form(request)
     name = form.get("display_name", "").strip()
     if not name:

@@ -15,14 +15,24 @@ from typing import Any, Final, Literal
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ... import keys
-from ...conference import Conference, Identity, Options, ParticipantKind, now_ms
+from ...conference import (
+    CLOSE_FULL,
+    Conference,
+    Identity,
+    Options,
+    ParticipantKind,
+    now_ms,
+)
 from ...errors import Conflict, PermissionDenied
 from ..socket import PROTOCOL_VERSION, PageConnection
-from .join import MAX_DISPLAY_NAME, closed_page, open_join_link
+from .join import MAX_DISPLAY_NAME, open_join_link
 
 routes = web.RouteTableDef()
 
 MAX_MESSAGE_BYTES: Final = 4096
+HELLO_TIMEOUT_SECONDS: Final = 10.0
+# How a page is told, by close code, that its link cannot be used now.
+_CLOSED_LINK: Final = {"unknown": 4404, "early": 4403, "cancelled": 4410, "ended": 4411}
 # More than this many messages in the window is no person clicking: the page is closed.
 FLOOD_MESSAGES: Final = 20
 FLOOD_WINDOW_SECONDS: Final = 5.0
@@ -37,7 +47,7 @@ class ProtocolError(Exception):
         self.close = close
 
 
-@dataclass
+@dataclass(eq=False)  # one per socket: compared and hashed by identity
 class Session:
     """One page's socket: who it speaks for once it has said hello."""
 
@@ -54,6 +64,12 @@ class Session:
         if self.connection is None:
             raise ProtocolError("not_ready", "Say hello first.")
         return self.connection
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.connection is not None:
+            await self.connection.close(code, reason)
+        else:
+            await self.ws.close(code=code, message=reason.encode())
 
 
 Handler = Callable[[Session, dict[str, Any]], Awaitable[None]]
@@ -87,7 +103,7 @@ async def hello(session: Session, message: dict[str, Any]) -> None:
     connection = PageConnection(session.ws, identity)
     connection.start()
     session.connection = connection
-    connection.send(await session.conference.join(connection))
+    await session.conference.join(connection)
 
 
 @handles("set_options", moderator=bool, recording=bool)
@@ -175,31 +191,66 @@ async def _reply(session: Session, message: dict[str, Any], *, now: bool = False
 
 async def _socket(request: web.Request, kind: Literal["personal", "public"]) -> web.StreamResponse:
     opened = await open_join_link(request.app, request.match_info["token"], kind)
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20.0)
+    await ws.prepare(request)
+    # A link that cannot be used now is told so with a close code the page shows,
+    # rather than refused at the upgrade, which a page cannot tell from a network drop.
     if opened is None or opened.state != "open":
-        return closed_page(request, opened)
+        state = "unknown" if opened is None else opened.state
+        await ws.close(code=_CLOSED_LINK[state], message=state.encode())
+        return ws
     person = None
     if opened.person is not None:
         kind_of_person: ParticipantKind = "staff" if opened.link.kind == "staff" else "patient"
         person = Identity(kind_of_person, opened.person.name, opened.person.id)
-    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20.0)
-    await ws.prepare(request)
-    conference = request.app[keys.CONFERENCES].enter(opened.event)
+    conference = request.app[keys.CONFERENCES].open(opened.event)
     session = Session(ws, conference, person, public=kind == "public")
     try:
-        async for frame in ws:
-            if frame.type == WSMsgType.ERROR:
-                break  # aiohttp has closed the socket (1009 for a message too large)
-            if frame.type != WSMsgType.TEXT:
-                await _reply(session, _error(None, "bad_message", "Messages are text."))
-                continue
-            if not await _answer(session, frame.data):
-                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"too many messages")
-                break
+        conference.attach(session)
+    except Conflict:
+        await ws.close(code=CLOSE_FULL, message=b"full")
+        return ws
+    try:
+        await _read(session)
     finally:
         if session.connection is not None:
-            await conference.leave(session.connection)
+            await session.conference.leave(session.connection)
             await session.connection.finish()
+        session.conference.detach(session)
     return ws
+
+
+async def _read(session: Session) -> None:
+    ws = session.ws
+    while True:
+        # A page says hello at once; one that does not is not kept open.
+        timeout = None if session.connection is not None else HELLO_TIMEOUT_SECONDS
+        try:
+            frame = await ws.receive(timeout=timeout)
+        except TimeoutError:
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"no hello")
+            return
+        if frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+            return
+        if frame.type == WSMsgType.ERROR:
+            return  # aiohttp has closed the socket (1009 for a message too large)
+        if frame.type == WSMsgType.TEXT:
+            keep_open = await _answer(session, frame.data)
+        else:
+            keep_open = await _refuse_binary(session)
+        if not keep_open:
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"too many messages")
+            return
+
+
+async def _refuse_binary(session: Session) -> bool:
+    try:
+        _check_flood(session)
+    except ProtocolError as exc:
+        await _reply(session, _error(None, exc.code, exc.message), now=True)
+        return False
+    await _reply(session, _error(None, "bad_message", "Messages are text."))
+    return True
 
 
 @routes.get("/j/{token}/ws")
