@@ -163,6 +163,18 @@ async def test_a_flood_closes_the_page_and_its_holder_leaves_like_anyone(
     await assert_unchanged(app, lobby, open_page, before)
 
 
+async def test_a_flood_of_binary_frames_before_hello_closes_the_page_too(
+    client: Client, lobby: Lobby
+) -> None:
+    page = Page(await client.ws_connect(lobby.public_path))
+    for _ in range(FLOOD_MESSAGES):
+        await page.ws.send_bytes(b"\x00")
+        assert (await page.receive("error"))["code"] == "bad_message"
+    await page.ws.send_bytes(b"\x00")
+    assert (await page.receive("error"))["code"] == "too_many"
+    assert await page.closed() == 1008
+
+
 async def test_a_guest_cannot_become_a_host_whatever_it_sends(
     app: web.Application, lobby: Lobby, open_page: Any
 ) -> None:
