@@ -2,9 +2,10 @@
 
 Schedules a Public Conference in a fresh data directory, starts the server in a
 process of its own on 127.0.0.1, opens --clients guest pages on the conference's
-public link and one host page, then has the host change an option --rounds times.
-For each change it reports how long after the host sent it each guest page
-received it (min, p50, p95, max over all the pages). See docs/benchmarks.md.
+public link and one host page, then --rounds times one more person arrives (a
+presence change). For each arrival it reports how long after the newcomer said
+hello each guest page heard of it (min, p50, p95, max over all the pages). See
+docs/benchmarks.md.
 
     python -m clinicconf.bench.lobby [--clients 300] [--rounds 5]
 
@@ -147,11 +148,11 @@ async def _wait_until_listening(process: asyncio.subprocess.Process, port: int) 
 
 
 class Round:
-    """One change of options: when each guest page received it."""
+    """One arrival: when each guest page heard of it."""
 
-    def __init__(self, options: dict[str, bool], expected: int) -> None:
-        # Told apart from the round before by its options, should that one arrive late.
-        self.options = options
+    def __init__(self, newcomer: str, expected: int) -> None:
+        # Told apart from the round before by the newcomer's name.
+        self.newcomer = newcomer
         self._expected = expected
         self.stamps: list[float] = []
         self.complete = asyncio.Event()
@@ -164,22 +165,20 @@ class Round:
 
 class LoadedLobby:
     """The host's page and the guests' pages, each read by a task of its own that
-    notes the moment a change of options arrives."""
+    notes the moment news of an arrival reaches it."""
 
     def __init__(self, session: aiohttp.ClientSession, links: tuple[str, str], guests: int) -> None:
         self._session = session
         self._host_url, self._public_url = links
         self._guest_count = guests
-        self._host: aiohttp.ClientWebSocketResponse | None = None
-        self._host_message_id = 1
         self._readers: list[asyncio.Task[None]] = []
         self._arrived = 0
         self._all_arrived = asyncio.Event()
-        self._round = Round({}, 0)
+        self._round = Round("", 0)
 
     async def open(self) -> None:
         """The host first, so that it sees every guest arrive; then the guests."""
-        self._host = await self._open_page(self._host_url, {}, self._host_saw)
+        await self._open_page(self._host_url, {}, self._host_saw)
         slots = asyncio.Semaphore(CONNECTING_AT_ONCE)
 
         async def open_guest(number: int) -> None:
@@ -203,18 +202,18 @@ class LoadedLobby:
             ) from None
 
     async def change(self, number: int) -> list[float]:
-        """The host flips the moderator option; how long (seconds) each guest page
-        took to receive the change. Fewer figures than guests: some never did."""
-        assert self._host is not None, "open() first"
-        options = {"moderator": number % 2 == 1, "recording": False}
-        self._round = current = Round(options, self._guest_count)
-        self._host_message_id += 1
-        message = {"v": 1, "id": self._host_message_id, "type": "set_options", **options}
+        """One more guest arrives, then leaves; how long (seconds) each guest page
+        took to hear of the arrival. Fewer figures than guests: some never did."""
+        newcomer = f"Latecomer {number}"
+        self._round = current = Round(newcomer, self._guest_count)
+        ws = await self._session.ws_connect(self._public_url)  # connecting is not timed
+        hello = {"v": 1, "id": 1, "type": "hello", "client_key": secrets.token_urlsafe(16)}
         sent_at = time.time()
-        await self._host.send_json(message)
+        await ws.send_json(hello | {"display_name": newcomer})
         with suppress(TimeoutError):
             async with asyncio.timeout(ROUND_SECONDS):
                 await current.complete.wait()
+        await ws.close()
         return [stamp - sent_at for stamp in current.stamps]
 
     async def close(self) -> None:
@@ -248,7 +247,12 @@ class LoadedLobby:
                 self._all_arrived.set()
 
     def _guest_saw(self, message: dict[str, Any], stamp: float) -> None:
-        if message["type"] == "options" and message["options"] == self._round.options:
+        participant = message.get("participant", {})
+        if (
+            message["type"] == "presence"
+            and participant["name"] == self._round.newcomer
+            and participant["active"]
+        ):
             self._round.delivered(stamp)
 
 
