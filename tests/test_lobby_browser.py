@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Locator, Page, expect
 
 from clinicconf import keys
 from clinicconf.config import Settings
@@ -219,6 +219,29 @@ async def test_a_public_guest_joins_under_a_display_name_and_sees_no_patient_nam
 
     await guest.close()
     await expect(host_active.filter(has_text="Gail")).to_have_count(0)
+
+
+async def test_a_host_a_patient_and_a_guest_at_once(visitors: Visitors, links: Links) -> None:
+    host = await visitors.open(links.host)
+    patient = await visitors.open(links.pat)
+    guest = await visitors.open(links.public)
+    await guest.get_by_label("Your name, as the others will see it").fill("Gail Guest")
+    await guest.get_by_role("button", name="Use this name").click()
+
+    def active(page: Page) -> Locator:
+        return page.get_by_role("list", name="Active", exact=True)
+
+    await expect(active(host)).to_contain_text("Pat Patient")
+    await expect(active(host)).to_contain_text("Gail Guest")
+    await expect(active(guest)).to_contain_text("Patient")
+    await expect(guest.locator("body")).not_to_contain_text("Pat Patient")
+    await expect(active(patient)).to_contain_text("Sam Staff")
+    await expect(patient.locator("body")).not_to_contain_text("Gail Guest")
+
+    await host.get_by_role("button", name="Start Conference").click()
+    for page in (patient, guest):
+        await expect(page.get_by_role("heading", name="In the conference")).to_be_visible()
+        await expect(page.get_by_text(WAITING)).to_be_hidden()
 
 
 async def test_a_page_reconnects_and_follows_a_changed_event(
