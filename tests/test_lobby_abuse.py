@@ -21,6 +21,7 @@ from clinicconf import audit, keys
 from clinicconf.accounts import StaffUser
 from clinicconf.db import utc_now
 from clinicconf.scheduling import EventInput, EventTypeInput, PatientInput
+from clinicconf.web.views import lobby as lobby_view
 from clinicconf.web.views.lobby import FLOOD_MESSAGES, MAX_MESSAGE_BYTES
 
 from .conftest import Account
@@ -173,6 +174,15 @@ async def test_a_flood_of_binary_frames_before_hello_closes_the_page_too(
     await page.ws.send_bytes(b"\x00")
     assert (await page.receive("error"))["code"] == "too_many"
     assert await page.closed() == 1008
+
+
+async def test_a_page_that_never_says_hello_is_closed(
+    client: Client, lobby: Lobby, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The real limit is 10 s; a shorter one keeps the test quick.
+    monkeypatch.setattr(lobby_view, "HELLO_TIMEOUT_SECONDS", 0.3)
+    silent = Page(await client.ws_connect(lobby.public_path))
+    assert await silent.closed() == 1008
 
 
 async def test_a_guest_cannot_become_a_host_whatever_it_sends(
