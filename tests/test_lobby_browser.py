@@ -125,6 +125,29 @@ async def visitors(
     assert visitors.errors == []
 
 
+async def change_event(
+    clinic: Clinic,
+    event_id: int,
+    *,
+    longer_by: timedelta = timedelta(0),
+    without_patient: int | None = None,
+) -> None:
+    """Staff change the event: it lasts longer, or a patient is taken off."""
+    event = await clinic.scheduler.get_event(event_id)
+    await clinic.scheduler.update_event(
+        clinic.staff,
+        event.id,
+        EventInput(
+            event.title,
+            event.event_type.id,
+            event.start,
+            event.end + longer_by,
+            [staff.id for staff in event.staff],
+            [p.id for p in event.patients if p.id != without_patient],
+        ),
+    )
+
+
 async def seconds_left(page: Page) -> int:
     text = await page.get_by_role("timer").text_content() or ""
     match = _TIME_LEFT.fullmatch(text)
@@ -250,20 +273,8 @@ async def test_a_page_reconnects_and_follows_a_changed_event(
     host = await visitors.open(links.host)
     await host.get_by_role("checkbox", name="Enable Recording").check()
     assert await seconds_left(host) <= 30 * 60
-    event = await clinic.scheduler.get_event(links.event_id)
     # The server closes the pages of a changed event; each comes back for the new picture.
-    await clinic.scheduler.update_event(
-        clinic.staff,
-        event.id,
-        EventInput(
-            event.title,
-            event.event_type.id,
-            event.start,
-            event.end + timedelta(minutes=30),
-            [staff.id for staff in event.staff],
-            [patient.id for patient in event.patients],
-        ),
-    )
+    await change_event(clinic, links.event_id, longer_by=timedelta(minutes=30))
     reconnecting = host.get_by_role("status").filter(has_text="Reconnecting…")
     await expect(reconnecting).to_be_visible()
     await expect(reconnecting).to_be_hidden()
@@ -323,19 +334,7 @@ async def test_someone_taken_off_the_event_is_told_and_stops_reconnecting(
 ) -> None:
     patient = await visitors.open(links.pat)
     await expect(patient.get_by_text(WAITING)).to_be_visible()
-    event = await clinic.scheduler.get_event(links.event_id)
-    await clinic.scheduler.update_event(
-        clinic.staff,
-        event.id,
-        EventInput(
-            event.title,
-            event.event_type.id,
-            event.start,
-            event.end,
-            [staff.id for staff in event.staff],
-            [p.id for p in event.patients if p.id != clinic.pat.id],
-        ),
-    )
+    await change_event(clinic, links.event_id, without_patient=clinic.pat.id)
     await expect(patient.get_by_role("alert")).to_have_text(
         "This link no longer works. Please ask the clinic for a new one."
     )
