@@ -13,6 +13,7 @@ from yarl import URL
 from .. import accounts, keys
 from ..accounts import StaffUser
 from ..errors import AuthenticationRequired, ClinicConfError, PermissionDenied
+from ..scheduling import Scheduler
 from ..security import new_token, tokens_equal
 from .rendering import render
 
@@ -49,6 +50,11 @@ def is_api(request: web.Request) -> bool:
 def wants_json(request: web.Request) -> bool:
     """The API, and the pages' own fetch() calls, get errors as JSON."""
     return is_api(request) or request.headers.get("Accept", "").startswith("application/json")
+
+
+def scheduler_of(request: web.Request) -> Scheduler:
+    """The door every view goes through to read or change the clinic's schedule."""
+    return request.app[keys.SCHEDULER]
 
 
 def current_user(request: web.Request) -> StaffUser:

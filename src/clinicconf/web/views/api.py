@@ -16,7 +16,6 @@ from typing import Any, Final, TypeVar
 
 from aiohttp import web
 
-from ... import keys
 from ...errors import BadRequest, ClinicConfError, NotFound, ValidationError
 from ...scheduling import (
     Event,
@@ -24,11 +23,10 @@ from ...scheduling import (
     EventTypeInput,
     PatientInput,
     PersonKind,
-    Scheduler,
     StaffInput,
 )
 from .. import openapi
-from ..middleware import current_user
+from ..middleware import current_user, scheduler_of
 
 T = TypeVar("T")
 
@@ -80,10 +78,6 @@ def query_time(request: web.Request, name: str) -> datetime:
     return openapi.parse_time(value, name)
 
 
-def _scheduler(request: web.Request) -> Scheduler:
-    return request.app[keys.SCHEDULER]
-
-
 def _time_json(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -115,38 +109,38 @@ async def openapi_document(request: web.Request) -> web.Response:
 @routes.get(PREFIX + "/staff")
 async def list_staff(request: web.Request) -> web.Response:
     return web.json_response(
-        [dataclasses.asdict(s) for s in await _scheduler(request).list_staff()]
+        [dataclasses.asdict(s) for s in await scheduler_of(request).list_staff()]
     )
 
 
 @routes.post(PREFIX + "/staff")
 async def create_staff(request: web.Request) -> web.Response:
     data = await read_body(request, StaffInput)
-    return _created(await _scheduler(request).create_staff(current_user(request), data))
+    return _created(await scheduler_of(request).create_staff(current_user(request), data))
 
 
 @routes.get(PREFIX + "/patients")
 async def list_patients(request: web.Request) -> web.Response:
-    patients = await _scheduler(request).list_patients()
+    patients = await scheduler_of(request).list_patients()
     return web.json_response([dataclasses.asdict(p) for p in patients])
 
 
 @routes.post(PREFIX + "/patients")
 async def create_patient(request: web.Request) -> web.Response:
     data = await read_body(request, PatientInput)
-    return _created(await _scheduler(request).create_patient(current_user(request), data))
+    return _created(await scheduler_of(request).create_patient(current_user(request), data))
 
 
 @routes.get(PREFIX + "/event-types")
 async def list_event_types(request: web.Request) -> web.Response:
-    event_types = await _scheduler(request).list_event_types()
+    event_types = await scheduler_of(request).list_event_types()
     return web.json_response([dataclasses.asdict(t) for t in event_types])
 
 
 @routes.post(PREFIX + "/event-types")
 async def create_event_type(request: web.Request) -> web.Response:
     data = await read_body(request, EventTypeInput)
-    return _created(await _scheduler(request).create_event_type(current_user(request), data))
+    return _created(await scheduler_of(request).create_event_type(current_user(request), data))
 
 
 @routes.get(PREFIX + "/events")
@@ -156,34 +150,36 @@ async def list_events(request: web.Request) -> web.Response:
         raise ValidationError("Must be after from.", "to")
     if end - start > MAX_RANGE:
         raise ValidationError(f"At most {MAX_RANGE.days} days after from.", "to")
-    events = await _scheduler(request).events_between(start, end)
+    events = await scheduler_of(request).events_between(start, end)
     return web.json_response([event_json(e) for e in events])
 
 
 @routes.post(PREFIX + "/events")
 async def create_event(request: web.Request) -> web.Response:
     data = await read_body(request, EventInput)
-    saved = await _scheduler(request).create_event(current_user(request), data)
+    saved = await scheduler_of(request).create_event(current_user(request), data)
     invitations = {"emailed": saved.emailed, "not_emailed": saved.not_emailed}
     return web.json_response(event_json(saved.event) | {"invitations": invitations}, status=201)
 
 
 @routes.get(PREFIX + "/events/{event_id}")
 async def get_event(request: web.Request) -> web.Response:
-    event = await _scheduler(request).get_event(path_id(request, "event_id"))
+    event = await scheduler_of(request).get_event(path_id(request, "event_id"))
     return web.json_response(event_json(event))
 
 
 @routes.get(PREFIX + "/events/{event_id}/links")
 async def get_links(request: web.Request) -> web.Response:
-    links = await _scheduler(request).all_links(current_user(request), path_id(request, "event_id"))
+    links = await scheduler_of(request).all_links(
+        current_user(request), path_id(request, "event_id")
+    )
     return web.json_response(links)
 
 
 @routes.post(PREFIX + "/events/{event_id}/cancel")
 async def cancel_event(request: web.Request) -> web.Response:
     event_id = path_id(request, "event_id")
-    event = await _scheduler(request).cancel_event(current_user(request), event_id)
+    event = await scheduler_of(request).cancel_event(current_user(request), event_id)
     return web.json_response(event_json(event))
 
 
@@ -192,7 +188,7 @@ async def send_link(request: web.Request) -> web.Response:
     event_id, person_id = path_id(request, "event_id"), path_id(request, "person_id")
     kind = _PERSON_KINDS[request.match_info["kind"]]
     data = await read_body(request, openapi.LinkDelivery)
-    await _scheduler(request).send_link(
+    await scheduler_of(request).send_link(
         current_user(request), event_id, kind, person_id, data.channel
     )
     return web.json_response({"status": "queued", "channel": data.channel}, status=202)

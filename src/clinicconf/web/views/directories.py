@@ -13,20 +13,19 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from ... import accounts, keys
+from ... import accounts
 from ...errors import Conflict, PermissionDenied, ValidationError
 from ...scheduling import (
     EventType,
     EventTypeInput,
     Patient,
     PatientInput,
-    Scheduler,
     Staff,
     StaffInput,
 )
 from ...security import hash_password
 from ..forms import FormData, FormErrors, field_errors, kept_input, read_form
-from ..middleware import current_user
+from ..middleware import current_user, scheduler_of
 from ..rendering import render
 
 routes = web.RouteTableDef()
@@ -34,10 +33,6 @@ routes = web.RouteTableDef()
 Listed = TypeVar("Listed", Staff, Patient, EventType)
 # Shows a directory page: the request, the form's input and its errors, the status.
 ShowPage = Callable[[web.Request, FormData, FormErrors, int], Awaitable[web.Response]]
-
-
-def _scheduler(request: web.Request) -> Scheduler:
-    return request.app[keys.SCHEDULER]
 
 
 def _just_added(request: web.Request, items: list[Listed]) -> Listed | None:
@@ -71,7 +66,7 @@ async def _staff_page(
     request: web.Request, form: FormData, errors: FormErrors, status: int = 200
 ) -> web.Response:
     user = current_user(request)
-    staff = await _scheduler(request).list_staff()
+    staff = await scheduler_of(request).list_staff()
     return render(
         request,
         "staff.html",
@@ -109,7 +104,7 @@ async def add_staff(request: web.Request) -> web.Response:
         )
         # No password: the account exists (it can be invited to events) but cannot sign in.
         password_hash = await hash_password(password) if password else None
-        return (await _scheduler(request).create_staff(user, data, password_hash)).id
+        return (await scheduler_of(request).create_staff(user, data, password_hash)).id
 
     return await _save(request, save, _staff_page, "/staff")
 
@@ -121,7 +116,7 @@ async def _patients_page(
     request: web.Request, form: FormData, errors: FormErrors, status: int = 200
 ) -> web.Response:
     current_user(request)
-    patients = await _scheduler(request).list_patients()
+    patients = await scheduler_of(request).list_patients()
     return render(
         request,
         "patients.html",
@@ -149,7 +144,7 @@ async def add_patient(request: web.Request) -> web.Response:
             email=form.get("email"),
             phone=form.get("phone"),
         )
-        return (await _scheduler(request).create_patient(user, data)).id
+        return (await scheduler_of(request).create_patient(user, data)).id
 
     return await _save(request, save, _patients_page, "/patients")
 
@@ -161,7 +156,7 @@ async def _event_types_page(
     request: web.Request, form: FormData, errors: FormErrors, status: int = 200
 ) -> web.Response:
     user = current_user(request)
-    event_types = await _scheduler(request).list_event_types()
+    event_types = await scheduler_of(request).list_event_types()
     return render(
         request,
         "event_types.html",
@@ -190,6 +185,6 @@ async def add_event_type(request: web.Request) -> web.Response:
             public_conference=_ticked(form, "public_conference"),
             colour=form.get("colour", ""),
         )
-        return (await _scheduler(request).create_event_type(user, data)).id
+        return (await scheduler_of(request).create_event_type(user, data)).id
 
     return await _save(request, save, _event_types_page, "/event-types")

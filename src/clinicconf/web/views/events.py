@@ -17,9 +17,9 @@ from ...db import Row
 from ...errors import BadRequest, Conflict, ValidationError
 from ...notify import outbox
 from ...notify.outbox import Channel
-from ...scheduling import Event, EventInput, Patient, PersonKind, Scheduler, Staff
+from ...scheduling import Event, EventInput, Patient, PersonKind, Staff
 from ..forms import field_errors
-from ..middleware import current_user
+from ..middleware import current_user, scheduler_of
 from ..rendering import render
 
 routes = web.RouteTableDef()
@@ -37,10 +37,6 @@ _MESSAGE_KINDS: Final = {
     "cancellation": "Cancellation",
 }
 _CHANNEL_NAMES: Final = {"email": "Email", "sms": "SMS"}
-
-
-def _scheduler(request: web.Request) -> Scheduler:
-    return request.app[keys.SCHEDULER]
 
 
 def _zone(request: web.Request) -> ZoneInfo:
@@ -176,7 +172,7 @@ async def _render_form(
     event: Event | None = None,
     error: ValidationError | None = None,
 ) -> web.Response:
-    scheduler = _scheduler(request)
+    scheduler = scheduler_of(request)
     return render(
         request,
         "event_form.html",
@@ -215,7 +211,7 @@ async def create_event(request: web.Request) -> web.Response:
     user = current_user(request)
     form = EventForm.from_post(await request.post())
     try:
-        saved = await _scheduler(request).create_event(user, form.to_input(_zone(request)))
+        saved = await scheduler_of(request).create_event(user, form.to_input(_zone(request)))
     except ValidationError as exc:
         return await _render_form(request, form, error=exc)
     raise web.HTTPSeeOther(f"/events/{saved.event.id}?saved=1")
@@ -224,7 +220,7 @@ async def create_event(request: web.Request) -> web.Response:
 @routes.get(EVENT + "/edit")
 async def edit_event(request: web.Request) -> web.Response:
     current_user(request)
-    event = await _scheduler(request).get_event(_event_id(request))
+    event = await scheduler_of(request).get_event(_event_id(request))
     if event.cancelled:
         raise Conflict("A cancelled event cannot be changed.")
     return await _render_form(request, EventForm.from_event(event, _zone(request)), event)
@@ -233,7 +229,7 @@ async def edit_event(request: web.Request) -> web.Response:
 @routes.post(EVENT + "/edit")
 async def update_event(request: web.Request) -> web.Response:
     user = current_user(request)
-    scheduler = _scheduler(request)
+    scheduler = scheduler_of(request)
     event_id = _event_id(request)
     form = EventForm.from_post(await request.post())
     try:
@@ -246,7 +242,7 @@ async def update_event(request: web.Request) -> web.Response:
 @routes.get(EVENT)
 async def show_event(request: web.Request) -> web.Response:
     current_user(request)
-    scheduler = _scheduler(request)
+    scheduler = scheduler_of(request)
     event = await scheduler.get_event(_event_id(request))
     people: list[Staff | Patient] = [*event.staff, *event.patients]
     record_patient = (
@@ -271,7 +267,7 @@ async def show_event(request: web.Request) -> web.Response:
 @routes.get(EVENT + "/cancel")
 async def confirm_cancel(request: web.Request) -> web.Response:
     current_user(request)
-    event = await _scheduler(request).get_event(_event_id(request))
+    event = await scheduler_of(request).get_event(_event_id(request))
     if event.cancelled:
         raise Conflict("This event is cancelled already.")
     return render(request, "event_cancel.html", event=event)
@@ -280,7 +276,7 @@ async def confirm_cancel(request: web.Request) -> web.Response:
 @routes.post(EVENT + "/cancel")
 async def cancel_event(request: web.Request) -> web.Response:
     user = current_user(request)
-    event = await _scheduler(request).cancel_event(user, _event_id(request))
+    event = await scheduler_of(request).cancel_event(user, _event_id(request))
     raise web.HTTPSeeOther(f"/events/{event.id}?cancelled=1")
 
 
@@ -291,7 +287,7 @@ async def cancel_event(request: web.Request) -> web.Response:
 async def person_link(request: web.Request) -> web.Response:
     user = current_user(request)
     kind, person_id = _person(request)
-    url = await _scheduler(request).person_link(user, _event_id(request), kind, person_id)
+    url = await scheduler_of(request).person_link(user, _event_id(request), kind, person_id)
     return web.json_response({"url": url})
 
 
@@ -302,18 +298,18 @@ async def send_person_link(request: web.Request) -> web.Response:
     channel = _CHANNELS.get(str((await _json_body(request)).get("channel")))
     if channel is None:
         raise ValidationError('The channel is "sms" or "email".', "channel")
-    await _scheduler(request).send_link(user, _event_id(request), kind, person_id, channel)
+    await scheduler_of(request).send_link(user, _event_id(request), kind, person_id, channel)
     return web.json_response({"channel": channel}, status=202)
 
 
 @routes.post(EVENT + "/my-link")
 async def my_link(request: web.Request) -> web.Response:
     user = current_user(request)
-    return web.json_response({"url": await _scheduler(request).my_link(user, _event_id(request))})
+    return web.json_response({"url": await scheduler_of(request).my_link(user, _event_id(request))})
 
 
 @routes.post(EVENT + "/public-link")
 async def public_link(request: web.Request) -> web.Response:
     user = current_user(request)
-    url = await _scheduler(request).public_link(user, _event_id(request))
+    url = await scheduler_of(request).public_link(user, _event_id(request))
     return web.json_response({"url": url})
