@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -17,6 +19,15 @@ import phonenumbers
 ENV_PREFIX: Final = "CLINICCONF_"
 
 SmtpSecurity = Literal["starttls", "tls", "none"]
+
+# The STUN and TURN URL forms aiortc uses (aiortc/rtcicetransport.py connection_kwargs):
+# it silently skips others (stuns:, turns: over udp, another transport), which would
+# leave a clinic behind NAT without the relay it configured.
+_STUN_URL: Final = re.compile(r"stun:[A-Za-z0-9.-]+(:(?P<port>[0-9]{1,5}))?")
+_TURN_URL: Final = re.compile(
+    r"(?P<scheme>turns?):[A-Za-z0-9.-]+(:(?P<port>[0-9]{1,5}))?"
+    r"(\?transport=(?P<transport>udp|tcp))?"
+)
 
 
 class ConfigError(Exception):
@@ -58,6 +69,20 @@ class Settings:
     # host[:port] replacing rest.nexmo.com, for a local stand-in in tests.
     vonage_rest_host: str = ""
 
+    # Comma-separated addresses the SFU offers browsers as host candidates. Empty means
+    # every non-loopback interface (aioice's default); behind NAT, the address browsers reach.
+    ice_addresses: str = ""
+    # The UDP ports the SFU's host candidates use, for a firewall; both 0 means any port.
+    ice_port_min: int = 0
+    ice_port_max: int = 0
+    # No STUN or TURN server: no outside server is ever contacted.
+    stun_url: str = ""
+    turn_url: str = ""
+    # The shared secret of a TURN server with TURN REST credentials (coturn's
+    # use-auth-secret); clinicconf hands out credentials that expire after turn_credential_hours.
+    turn_secret: str = field(default="", repr=False)
+    turn_credential_hours: int = 12
+
     @property
     def public_base_url(self) -> str:
         return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")
@@ -90,6 +115,10 @@ class Settings:
     def vonage_configured(self) -> bool:
         return bool(self.vonage_api_key)
 
+    @property
+    def ice_address_list(self) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.ice_addresses.split(",") if part.strip())
+
     def validate(self) -> None:
         try:
             ZoneInfo(self.time_zone)
@@ -109,6 +138,43 @@ class Settings:
             raise ConfigError("log_level: must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         if self.phone_region not in phonenumbers.SUPPORTED_REGIONS:
             raise ConfigError("phone_region: must be a two-letter region code such as US or GB")
+        self._validate_ice()
+
+    def _validate_ice(self) -> None:
+        for address in self.ice_address_list:
+            try:
+                parsed = ipaddress.ip_address(address)
+            except ValueError as exc:
+                raise ConfigError(f"ice_addresses: {address!r} is not an IP address") from exc
+            if parsed.is_unspecified:
+                raise ConfigError(f"ice_addresses: {address} is not an address browsers can reach")
+        if (self.ice_port_min, self.ice_port_max) != (0, 0) and not (
+            1024 <= self.ice_port_min <= self.ice_port_max <= 65535
+        ):
+            raise ConfigError(
+                "ice_port_min, ice_port_max: set both (1024 <= min <= max <= 65535) or neither"
+            )
+        stun = _STUN_URL.fullmatch(self.stun_url)
+        if self.stun_url and not (stun and _port_in_range(stun)):
+            raise ConfigError("stun_url: must look like stun:host:port")
+        turn = _TURN_URL.fullmatch(self.turn_url)
+        if self.turn_url and not (
+            turn
+            and _port_in_range(turn)
+            and not (turn["scheme"] == "turns" and turn["transport"] == "udp")
+        ):
+            raise ConfigError(
+                "turn_url: must look like turn:host:port, turn:host:port?transport=tcp"
+                " or turns:host:port?transport=tcp"
+            )
+        if self.turn_url and not self.turn_secret:
+            raise ConfigError("turn_secret: required with turn_url")
+        if not 1 <= self.turn_credential_hours <= 168:
+            raise ConfigError("turn_credential_hours: must be between 1 and 168")
+
+
+def _port_in_range(url: re.Match[str]) -> bool:
+    return url["port"] is None or 1 <= int(url["port"]) <= 65535
 
 
 _FIELD_TYPES: Final = typing.get_type_hints(Settings)

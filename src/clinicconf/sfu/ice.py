@@ -1,0 +1,170 @@
+"""ICE for the SFU: the addresses and ports the server offers, and the STUN and TURN
+servers it and the browsers use.
+
+aiortc leaves addresses and ports to aioice, which offers every non-loopback interface
+on any UDP port and has no option for either (aioice issue #47). A clinic behind a
+firewall or NAT needs both, and the tests need loopback only, so `install` reaches into
+aioice for them; this module is the only place that does, so an aioice upgrade has one
+file to check (docs/research/aiortc-sfu.md, section 2).
+
+aiortc contacts Google's STUN server unless given a list of ICE servers, so every
+configuration built here carries an explicit list, empty when none is configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import errno
+import hashlib
+import hmac
+import ipaddress
+import time
+import types
+from collections.abc import Callable
+from typing import Any, Final, Protocol, TypeVar
+
+import aioice.ice
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
+
+from clinicconf.config import Settings
+
+# The TURN user the server's own peer connections authenticate as.
+SERVER_TURN_USER: Final = "clinicconf-server"
+
+# Captured at import, before any install(), so that the defaults can restore it.
+_AIOICE_HOST_ADDRESSES: Final = aioice.ice.get_host_addresses
+
+_Protocol = TypeVar("_Protocol", bound=asyncio.BaseProtocol)
+
+
+class _HostAddresses(Protocol):
+    """The signature of aioice.ice.get_host_addresses, which aioice calls by keyword."""
+
+    def __call__(self, use_ipv4: bool, use_ipv6: bool) -> list[str]: ...
+
+
+def install(settings: Settings) -> None:
+    """Make aioice offer settings.ice_addresses on ports from the configured range, for
+    every peer connection this process creates from now on. Each call replaces the
+    previous one; with the default settings aioice behaves as its own again."""
+    addresses = settings.ice_address_list
+    aioice.ice.get_host_addresses = (
+        _configured_host_addresses(addresses) if addresses else _AIOICE_HOST_ADDRESSES
+    )
+    # aioice.ice looks its asyncio module up at each call, so its view can be swapped.
+    if settings.ice_port_min:
+        ports = range(settings.ice_port_min, settings.ice_port_max + 1)
+        vars(aioice.ice)["asyncio"] = _asyncio_binding_in(ports)
+    else:
+        vars(aioice.ice)["asyncio"] = asyncio
+
+
+def turn_credentials(secret: str, user: str, expires_at: int) -> tuple[str, str]:
+    """TURN REST credentials (coturn's use-auth-secret) for user, valid until expires_at
+    (Unix seconds): the TURN server checks them with the shared secret alone."""
+    username = f"{expires_at}:{user}"
+    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    return username, base64.b64encode(digest).decode("ascii")
+
+
+def server_configuration(settings: Settings) -> RTCConfiguration:
+    """The configuration of every server-side peer connection."""
+    return RTCConfiguration(
+        iceServers=_ice_servers(settings, SERVER_TURN_USER, _expiry(settings, time.time)),
+        # The default BALANCED policy leaves a second same-kind transceiver without a
+        # transport (aiortc issue #1414); with MAX_BUNDLE they all share one.
+        bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+    )
+
+
+def browser_ice_servers(
+    settings: Settings, participant: str, now: Callable[[], float] = time.time
+) -> list[dict[str, object]]:
+    """The iceServers for a page's RTCPeerConnection, as JSON-ready dicts. participant
+    goes into the TURN username, which the TURN server logs: pass an opaque id, never
+    a name."""
+    return [
+        {
+            name: value
+            for name, value in (
+                ("urls", server.urls),
+                ("username", server.username),
+                ("credential", server.credential),
+            )
+            if value is not None
+        }
+        for server in _ice_servers(settings, participant, _expiry(settings, now))
+    ]
+
+
+def _ice_servers(settings: Settings, user: str, expires_at: int) -> list[RTCIceServer]:
+    servers = []
+    if settings.stun_url:
+        servers.append(RTCIceServer(urls=[settings.stun_url]))
+    if settings.turn_url:
+        username, credential = turn_credentials(settings.turn_secret, user, expires_at)
+        servers.append(
+            RTCIceServer(urls=[settings.turn_url], username=username, credential=credential)
+        )
+    return servers
+
+
+def _expiry(settings: Settings, now: Callable[[], float]) -> int:
+    return int(now()) + settings.turn_credential_hours * 3600
+
+
+def _configured_host_addresses(addresses: tuple[str, ...]) -> _HostAddresses:
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        wanted = {4} if use_ipv4 else set()
+        wanted |= {6} if use_ipv6 else set()
+        return [address for address in addresses if ipaddress.ip_address(address).version in wanted]
+
+    return get_host_addresses
+
+
+def _asyncio_binding_in(ports: range) -> types.ModuleType:
+    """A copy of the asyncio module for aioice.ice alone, whose running loop binds host
+    sockets asked for any port to a port of the range instead. aioice's TURN and mDNS
+    sockets live in other modules and are not affected."""
+    view = types.ModuleType(asyncio.__name__)
+    vars(view).update(vars(asyncio))
+    vars(view)["get_running_loop"] = lambda: _LoopBindingIn(asyncio.get_running_loop(), ports)
+    return view
+
+
+class _LoopBindingIn:
+    """The running loop, except that a datagram endpoint on port 0 takes the first free
+    port of the range."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, ports: range) -> None:
+        self._loop = loop
+        self._ports = ports
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loop, name)
+
+    async def create_datagram_endpoint(
+        self,
+        protocol_factory: Callable[[], _Protocol],
+        local_addr: tuple[str, int] | None = None,
+        **kwargs: Any,
+    ) -> tuple[asyncio.DatagramTransport, _Protocol]:
+        if local_addr is None or local_addr[1] != 0:
+            return await self._loop.create_datagram_endpoint(
+                protocol_factory, local_addr=local_addr, **kwargs
+            )
+        host = local_addr[0]
+        for port in self._ports:
+            try:
+                return await self._loop.create_datagram_endpoint(
+                    protocol_factory, local_addr=(host, port), **kwargs
+                )
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+        # aioice logs this and gathers no candidate on that address.
+        raise OSError(
+            errno.EADDRINUSE,
+            f"no free UDP port in {self._ports.start}-{self._ports.stop - 1} on {host}",
+        )
