@@ -24,9 +24,19 @@ STAFF_PASSWORD = "staple battery horse"
 AiohttpClient = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 
 
+# Media between aiortc and the browsers stays on loopback (the network rule).
+LOOPBACK_ICE = "127.0.0.1"
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(host="127.0.0.1", port=0, data_dir=tmp_path / "data", time_zone="UTC")
+    return Settings(
+        host="127.0.0.1",
+        port=0,
+        data_dir=tmp_path / "data",
+        time_zone="UTC",
+        ice_addresses=LOOPBACK_ICE,
+    )
 
 
 @dataclass

@@ -25,7 +25,7 @@ from clinicconf.db import utc_now
 from clinicconf.links import LinkKind
 from clinicconf.scheduling import EventInput, EventTypeInput, PatientInput
 
-from .conftest import Account
+from .conftest import LOOPBACK_ICE, Account
 
 Client = TestClient[web.Request, web.Application]
 GRACE_SECONDS = 1
@@ -34,7 +34,11 @@ RECEIVE_TIMEOUT = 5.0
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", presence_grace_seconds=GRACE_SECONDS)
+    return Settings(
+        data_dir=tmp_path / "data",
+        presence_grace_seconds=GRACE_SECONDS,
+        ice_addresses=LOOPBACK_ICE,
+    )
 
 
 @dataclass

@@ -21,7 +21,7 @@ from clinicconf.db import utc_now
 from clinicconf.links import LinkKind
 from clinicconf.scheduling import EventInput, EventTypeInput, PatientInput
 
-from .conftest import ADMIN_PASSWORD, Account, make_account
+from .conftest import ADMIN_PASSWORD, LOOPBACK_ICE, Account, make_account
 
 Client = TestClient[web.Request, web.Application]
 
@@ -33,7 +33,13 @@ _CSRF_FIELD = re.compile(r'<input type="hidden" name="csrf_token" value="([^"]+)
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(host="127.0.0.1", port=0, data_dir=tmp_path / "data", time_zone=CLINIC_ZONE)
+    return Settings(
+        host="127.0.0.1",
+        port=0,
+        data_dir=tmp_path / "data",
+        time_zone=CLINIC_ZONE,
+        ice_addresses=LOOPBACK_ICE,
+    )
 
 
 @dataclass

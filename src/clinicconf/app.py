@@ -15,6 +15,8 @@ from .links import JoinLinks
 from .notify.sender import OutboxSender
 from .scheduling import Scheduler
 from .security import load_or_create_secret_key
+from .sfu import ice
+from .sfu.room import Room, Roster
 from .throttle import SignInThrottle
 from .web import middleware
 from .web.rendering import create_environment
@@ -66,7 +68,12 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     settings, db = app[keys.SETTINGS], app[keys.DATABASE]
     links = JoinLinks(app[keys.SECRET_KEY], settings.public_base_url)
     sender = OutboxSender(db, settings, links)
-    conferences = Conferences(db, settings.presence_grace_seconds)
+    ice.install(settings)
+
+    def new_room(roster: Roster) -> Room:
+        return Room(roster, settings)
+
+    conferences = Conferences(db, settings.presence_grace_seconds, new_room)
     app[keys.OUTBOX_SENDER] = sender
     app[keys.CONFERENCES] = conferences
     app[keys.SCHEDULER] = Scheduler(

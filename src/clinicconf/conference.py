@@ -1,8 +1,9 @@
 """Per-conference live state: who is present, the host's options, whether the
-conference has started. One `Conference` per event, kept by the `Conferences`
-registry; the pages' connections read it and send intents back through its
-methods, which apply the rules (only a host may start or change options) and tell
-every connection what changed, as that connection's holder may see it."""
+conference has started, and the moderator's choices (who is shown, who may use
+audio or video). One `Conference` per event, kept by the `Conferences` registry; the
+pages' connections read it and send intents back through its methods, which apply
+the rules (only a host may start, moderate or end) and tell every connection what
+changed, as that connection's holder may see it. Its media is its `Room`'s."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ from typing import Any, Final, Literal, Protocol
 
 from . import audit
 from .db import Database, utc_now
-from .errors import Conflict, PermissionDenied
+from .errors import Conflict, PermissionDenied, Refused
 from .scheduling import Event
+from .sfu.room import RoomFactory
+from .sfu.router import Member, Permission
 
 ParticipantKind = Literal["staff", "patient", "guest"]
 PUBLIC_PATIENT_NAME: Final = "Patient"
@@ -27,6 +30,9 @@ PUBLIC_PATIENT_NAME: Final = "Patient"
 CLOSE_CANCELLED: Final = 4410
 CLOSE_EVENT_CHANGED: Final = 4000
 CLOSE_FULL: Final = 4429
+CLOSE_ENDED: Final = 4411
+# Someone a patient may not see by name, in the names of the videos they receive.
+UNNAMED: Final = "Participant"
 # Far more than any clinic's conference; a bound on what one public link can bring in.
 MAX_PAGES: Final = 500
 
@@ -81,6 +87,9 @@ class Participant:
     connections: set[Subscriber] = field(default_factory=set)
     # Counting down to "inactive" after the last connection closed.
     grace: asyncio.Task[None] | None = None
+    # The moderator's choices: kept as long as the conference knows the person.
+    permission: Permission = Permission.AUDIO_VIDEO
+    shown: bool = False
 
     @property
     def active(self) -> bool:
@@ -102,12 +111,18 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _participant(identity: Identity, invited: bool) -> Participant:
+    # In moderator mode the staff are on screen until the host says otherwise.
+    return Participant(_new_id(), identity, invited, shown=identity.is_host)
+
+
 class Conference:
     def __init__(
         self,
         event: Event,
         db: Database,
         grace_seconds: float,
+        rooms: RoomFactory,
         quiet: Callable[[Conference], None] = lambda conference: None,
     ) -> None:
         self._db = db
@@ -117,6 +132,11 @@ class Conference:
         self.event = event
         self.options = Options()
         self.started_at: datetime | None = None
+        self.ended_by: Literal["host", "time"] | None = None
+        self.room = rooms(self)
+        # The conference ends at the event's end, which the clinic may move meanwhile.
+        self._end_timer: asyncio.TimerHandle | None = None
+        self._ending: asyncio.Task[None] | None = None
         self._participants: dict[str, Participant] = {}
         # Every open page, joined or not yet: each is closed with the conference.
         self._pages: set[Page] = set()
@@ -146,14 +166,16 @@ class Conference:
     # --- who is expected ---------------------------------------------------------------
 
     def invite(self, event: Event) -> None:
-        """Take the event's current people as the expected participants."""
+        """Take the event's current people (and times) as the expected participants."""
         self.event = event
+        if self.started_at is not None and self.ended_by is None:
+            self._schedule_end()
         invited = [Identity("staff", s.name, s.id) for s in event.staff]
         invited += [Identity("patient", p.name, p.id) for p in event.patients]
         for identity in invited:
             participant = self._participants.get(identity.key)
             if participant is None:
-                self._participants[identity.key] = Participant(_new_id(), identity, invited=True)
+                self._participants[identity.key] = _participant(identity, invited=True)
             else:
                 participant.invited = True
         # Someone taken off the event is gone at once: their link no longer works.
@@ -171,7 +193,7 @@ class Conference:
         participant = self._participants.get(identity.key)
         if participant is None:
             # A guest, or a staff member with a link of their own.
-            participant = Participant(_new_id(), identity, invited=False)
+            participant = _participant(identity, invited=False)
             self._participants[identity.key] = participant
         was_active = participant.active
         _cancel(participant.grace)
@@ -181,16 +203,19 @@ class Conference:
         if not was_active:
             # The others hear of the arrival; the newcomer learns it from the welcome.
             self._broadcast_presence(participant, skip=participant.connections)
-            await self._record(identity, "joined")
+            await self._record(identity.actor, "joined")
 
-    async def leave(self, connection: Subscriber) -> None:
+    async def leave(self, connection: Subscriber, *, at_once: bool = False) -> None:
+        """A page has gone; `at_once` when its holder said they were leaving, so
+        there is no grace period to wait for."""
         participant = self._participants.get(connection.identity.key)
         if participant is None or connection not in participant.connections:
             return
+        await self.room.leave(participant.public_id, connection)
         participant.connections.discard(connection)
         if participant.connections:
             return
-        if self._grace_seconds > 0 and not self._shut:
+        if self._grace_seconds > 0 and not self._shut and not at_once:
             participant.grace = asyncio.create_task(
                 self._expire(participant), name="presence-grace"
             )
@@ -207,7 +232,7 @@ class Conference:
         key = participant.identity.key
         if not participant.invited and self._participants.get(key) is participant:
             del self._participants[key]
-        await self._record(participant.identity, "left")
+        await self._record(participant.identity.actor, "left")
         self._quiet()
 
     @property
@@ -217,22 +242,124 @@ class Conference:
     # --- the host's intents --------------------------------------------------------------
 
     async def set_options(self, identity: Identity, options: Options) -> None:
+        """Before the start, both options; during the conference, moderator mode only."""
         self._require_host(identity)
-        if self.started_at is not None:
-            raise Conflict("The conference has started: its options are set.")
+        if self.started_at is not None and options.recording != self.options.recording:
+            raise Refused("already_started", "Recording is set when the conference starts.")
         if options == self.options:
             return
         self.options = options
-        await self._record(identity, "options_changed", **vars(options))
+        await self._record(identity.actor, "options_changed", **vars(options))
         self._send_all({"type": "options", "options": vars(options)})
+        if self.started_at is not None:
+            self._moderation_changed()
 
     async def start(self, identity: Identity) -> None:
         self._require_host(identity)
         if self.started_at is not None:
-            raise Conflict("The conference has started already.")
+            raise Refused("already_started", "The conference has started already.")
         self.started_at = utc_now()
-        await self._record(identity, "conference_started", **vars(self.options))
+        await self._record(identity.actor, "conference_started", **vars(self.options))
         self._send_all({"type": "started", "started_at": epoch_ms(self.started_at)})
+        self._broadcast_moderation()
+        self._schedule_end()
+
+    async def set_shown(self, identity: Identity, participant_id: str, shown: bool) -> None:
+        self._require_host(identity)
+        participant = self._by_public_id(participant_id)
+        if participant.shown == shown:
+            return
+        participant.shown = shown
+        await self._record(identity.actor, "shown_changed", participant=participant_id, shown=shown)
+        self._moderation_changed()
+
+    async def set_permission(self, identity: Identity, participant_id: str, value: str) -> None:
+        self._require_host(identity)
+        participant = self._by_public_id(participant_id)
+        try:
+            permission = Permission(value)
+        except ValueError:
+            choices = ", ".join(p.value for p in Permission)
+            raise Refused("bad_permission", f"permission: one of {choices}.") from None
+        if participant.permission is permission:
+            return
+        participant.permission = permission
+        await self._record(
+            identity.actor, "permission_changed", participant=participant_id, permission=value
+        )
+        self._moderation_changed()
+
+    async def end(self, identity: Identity) -> None:
+        """The host ends the conference for everyone."""
+        self._require_host(identity)
+        await self._record(identity.actor, "conference_ended", by="host")
+        await self._end("host")
+
+    def _schedule_end(self) -> None:
+        if self._end_timer is not None:
+            self._end_timer.cancel()
+        remaining = (self.event.end - utc_now()).total_seconds()
+        self._end_timer = asyncio.get_running_loop().call_later(
+            max(0.0, remaining), self._time_is_up
+        )
+
+    def _time_is_up(self) -> None:
+        self._end_timer = None
+        self._ending = asyncio.create_task(self._end_by_time(), name="conference-end")
+
+    async def _end_by_time(self) -> None:
+        await self._record(audit.SYSTEM, "conference_ended", by="time")
+        await self._end("time")
+
+    async def _end(self, by: Literal["host", "time"]) -> None:
+        if self.ended_by is not None:
+            return
+        self.ended_by = by
+        await self.shut()
+        await self.close_pages(CLOSE_ENDED, "ended", {"type": "ended", "by": by})
+
+    # --- media -----------------------------------------------------------------------
+
+    async def join_media(self, connection: Subscriber) -> None:
+        if self.started_at is None:
+            raise Refused("not_started", "The conference has not started yet.")
+        await self.room.join(self._participant_of(connection).public_id, connection)
+
+    async def answer(self, connection: Subscriber, sdp: str) -> None:
+        await self.room.answer(self._participant_of(connection).public_id, connection, sdp)
+
+    @property
+    def moderated(self) -> bool:
+        return self.options.moderator
+
+    def member(self, participant_id: str) -> Member:
+        participant = self._by_public_id(participant_id)
+        return Member(
+            participant_id,
+            host=participant.identity.is_host,
+            permission=participant.permission,
+            shown=participant.shown,
+        )
+
+    def label(self, viewer_id: str, subject_id: str) -> str:
+        viewer = self._by_public_id(viewer_id).identity
+        seen = _as_seen_by(viewer, self._by_public_id(subject_id))
+        return UNNAMED if seen is None else str(seen["name"])
+
+    def _moderation_changed(self) -> None:
+        self.room.changed()
+        self._broadcast_moderation()
+
+    def _participant_of(self, connection: Subscriber) -> Participant:
+        participant = self._participants.get(connection.identity.key)
+        assert participant is not None, "a joined page's person is in the conference"
+        return participant
+
+    def _by_public_id(self, participant_id: str) -> Participant:
+        for participant in self._participants.values():
+            if participant.public_id == participant_id:
+                return participant
+        raise Refused("unknown_participant", "No such participant in this conference.")
 
     async def close_pages(self, code: int, reason: str, last_word: dict[str, Any] | None) -> None:
         """Tell every joined page `last_word` (if any), then close every open page."""
@@ -259,6 +386,7 @@ class Conference:
             },
             "options": vars(self.options),
             "started": self.started_at is not None,
+            "moderation": self._moderation(viewer),
             "server_time": now_ms(),
             "participants": [
                 seen
@@ -277,6 +405,23 @@ class Conference:
             if seen is not None:
                 connection.send({"type": "presence", "participant": seen})
 
+    def _moderation(self, viewer: Identity) -> dict[str, Any]:
+        """The moderator's choices about the people `viewer` may see."""
+        visible = [p for p in self._participants.values() if _as_seen_by(viewer, p) is not None]
+        return {
+            "moderator": self.options.moderator,
+            "shown": [p.public_id for p in visible if p.shown],
+            "permissions": {
+                p.public_id: p.permission.value
+                for p in visible
+                if p.permission is not Permission.AUDIO_VIDEO
+            },
+        }
+
+    def _broadcast_moderation(self) -> None:
+        for connection in self.connections:
+            connection.send({"type": "moderation", **self._moderation(connection.identity)})
+
     def _send_all(self, message: dict[str, Any]) -> None:
         for connection in self.connections:
             connection.send(message)
@@ -286,13 +431,21 @@ class Conference:
         if not identity.is_host:
             raise PermissionDenied("Only a staff member of the event can do this.")
 
-    async def _record(self, identity: Identity, action: str, **detail: Any) -> None:
+    async def _record(self, actor: audit.Actor, action: str, **detail: Any) -> None:
         async with self._db.transaction() as tx:
-            await audit.record(tx, identity.actor, action, event_id=self.event.id, **detail)
+            await audit.record(tx, actor, action, event_id=self.event.id, **detail)
 
     async def shut(self) -> None:
-        """No more grace periods: the conference is over for this server."""
+        """No more grace periods, no more media: the conference is over for this server."""
         self._shut = True
+        if self._end_timer is not None:
+            self._end_timer.cancel()
+        ending, self._ending = self._ending, None
+        if ending is not None and ending is not asyncio.current_task():
+            ending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ending
+        await self.room.close()
         for participant in self._participants.values():
             grace, participant.grace = participant.grace, None
             _cancel(grace)
@@ -333,9 +486,10 @@ class Conferences:
     """The live conferences of this server, one per event with a page open or
     someone about to come back."""
 
-    def __init__(self, db: Database, grace_seconds: float) -> None:
+    def __init__(self, db: Database, grace_seconds: float, rooms: RoomFactory) -> None:
         self._db = db
         self._grace_seconds = grace_seconds
+        self._rooms = rooms
         self._conferences: dict[int, Conference] = {}
 
     def open(self, event: Event) -> Conference:
@@ -344,7 +498,7 @@ class Conferences:
             self._forget(other)
         conference = self._conferences.get(event.id)
         if conference is None:
-            conference = Conference(event, self._db, self._grace_seconds, self._forget)
+            conference = Conference(event, self._db, self._grace_seconds, self._rooms, self._forget)
             self._conferences[event.id] = conference
         else:
             conference.invite(event)

@@ -47,3 +47,12 @@ class ValidationError(ClinicConfError):
 
     status = 422
     code = "invalid"
+
+
+class Refused(Conflict):
+    """An intent the live conference cannot take now; `reason` is the websocket
+    protocol's error code for it (docs/lobby-protocol.md)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -1,6 +1,7 @@
 """The landing page's websocket (docs/lobby-protocol.md): `/j/<token>/ws` and
-`/p/<token>/ws`. Each message type has a handler and the fields it takes; what a
-message may change is decided by the Conference, never here."""
+`/p/<token>/ws`, for the lobby and then the conference's signalling. Each message
+type has a handler and the fields it takes; what a message may change is decided by
+the Conference, never here."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from ... import keys
 from ...conference import (
+    CLOSE_ENDED,
     CLOSE_FULL,
     Conference,
     Identity,
@@ -23,13 +25,14 @@ from ...conference import (
     ParticipantKind,
     now_ms,
 )
-from ...errors import Conflict, PermissionDenied
+from ...errors import Conflict, PermissionDenied, Refused
 from ..socket import PROTOCOL_VERSION, PageConnection
 from .join import MAX_DISPLAY_NAME, open_join_link
 
 routes = web.RouteTableDef()
 
-MAX_MESSAGE_BYTES: Final = 4096
+# An SDP answer for a full conference fits; a lobby message is far smaller.
+MAX_MESSAGE_BYTES: Final = 64 * 1024
 HELLO_TIMEOUT_SECONDS: Final = 10.0
 # How a page is told, by close code, that its link cannot be used now.
 _CLOSED_LINK: Final = {"unknown": 4404, "early": 4403, "cancelled": 4410, "ended": 4411}
@@ -117,6 +120,43 @@ async def start(session: Session, message: dict[str, Any]) -> None:
     await session.conference.start(session.joined().identity)
 
 
+@handles("set_shown", participant=str, shown=bool)
+async def set_shown(session: Session, message: dict[str, Any]) -> None:
+    await session.conference.set_shown(
+        session.joined().identity, message["participant"], message["shown"]
+    )
+
+
+@handles("set_permission", participant=str, permission=str)
+async def set_permission(session: Session, message: dict[str, Any]) -> None:
+    await session.conference.set_permission(
+        session.joined().identity, message["participant"], message["permission"]
+    )
+
+
+@handles("end")
+async def end(session: Session, message: dict[str, Any]) -> None:
+    await session.conference.end(session.joined().identity)
+
+
+@handles("join_media")
+async def join_media(session: Session, message: dict[str, Any]) -> None:
+    await session.conference.join_media(session.joined())
+
+
+@handles("answer", sdp=str)
+async def answer(session: Session, message: dict[str, Any]) -> None:
+    await session.conference.answer(session.joined(), message["sdp"])
+
+
+@handles("leave")
+async def leave(session: Session, message: dict[str, Any]) -> None:
+    """Gone at once, without the grace period of a page that merely closed."""
+    connection = session.joined()
+    await session.conference.leave(connection, at_once=True)
+    await connection.close(WSCloseCode.OK, "left")
+
+
 @handles("ping")
 async def ping(session: Session, message: dict[str, Any]) -> None:
     """Only the result, which carries the server's clock."""
@@ -168,8 +208,8 @@ async def _answer(session: Session, text: str) -> bool:
         return not exc.close
     except PermissionDenied as exc:
         await _reply(session, _error(message_id, "not_host", exc.message))
-    except Conflict as exc:
-        await _reply(session, _error(message_id, "already_started", exc.message))
+    except Refused as exc:
+        await _reply(session, _error(message_id, exc.reason, exc.message))
     else:
         await _reply(session, {"type": "result", "id": message_id, "server_time": now_ms()})
     return True
@@ -204,6 +244,9 @@ async def _socket(request: web.Request, kind: Literal["personal", "public"]) -> 
         kind_of_person: ParticipantKind = "staff" if opened.link.kind == "staff" else "patient"
         person = Identity(kind_of_person, opened.person.name, opened.person.id)
     conference = request.app[keys.CONFERENCES].open(opened.event)
+    if conference.ended_by is not None:
+        await ws.close(code=CLOSE_ENDED, message=b"ended")
+        return ws
     session = Session(ws, conference, person, public=kind == "public")
     try:
         conference.attach(session)

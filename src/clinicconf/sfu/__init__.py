@@ -1,0 +1,10 @@
+"""The selective forwarding unit: WebRTC media between the participants of a
+conference, in the same process as the web server (aiortc).
+
+- `router`: which publisher track goes to which subscriber, from the conference state
+  (pure: no media).
+- `forward`: how a track is carried from a publisher to its subscribers.
+- `ice`: the ICE settings (addresses, ports, STUN and TURN): the one reach into aioice.
+- `peer`: one page's peer connection and its offer/answer exchange.
+- `room`: a conference's peers, kept in step with the router's table.
+"""

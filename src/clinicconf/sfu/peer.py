@@ -1,0 +1,200 @@
+"""One page's media connection. The server always makes the offers (aiortc's
+re-offers are refused by Chrome on a connection the browser offered on, aiortc
+#686); the page only answers. The first offer has two receiving m-lines for the
+page's own microphone and camera; every later one keeps the earlier m-lines and
+adds sending ones for the tracks the page is to receive.
+
+Everything the page sends is checked here before aiortc sees it: aiortc raises
+many kinds of exceptions on malformed SDP and cannot always be closed after them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver, RTCSessionDescription
+from aiortc.sdp import SessionDescription
+
+from .forward import Outlet, Source, TranscodingRelay
+from .router import KINDS, Kind
+
+log = logging.getLogger(__name__)
+
+# Far more than a conference's m-lines (two per other participant, two to publish);
+# what a page may answer is checked against the offer anyway.
+MAX_SDP_CHARS: Final = 60_000
+ANSWER_TIMEOUT_SECONDS: Final = 15.0
+_CODECS: Final = {"audio": ("audio/opus",), "video": ("video/VP8", "video/rtx")}
+
+
+class BadAnswer(Exception):
+    """The page's answer cannot be used; the connection is closed."""
+
+
+class OutOfTurn(Exception):
+    """An answer while no offer is waiting for one."""
+
+
+@dataclass(eq=False)
+class Slot:
+    """A sending m-line: one track that this page receives, or may receive."""
+
+    transceiver: RTCRtpTransceiver
+    outlet: Outlet
+    kind: Kind
+    # The publisher whose track this slot carries; None while free for another.
+    publisher: str | None = None
+
+
+class Peer:
+    def __init__(
+        self,
+        pc: RTCPeerConnection,
+        forwarding: TranscodingRelay,
+        send: Callable[[dict[str, Any]], None],
+        offer_extras: dict[str, Any],
+        failed: Callable[[Peer, str], None],
+    ) -> None:
+        self._pc = pc
+        self._forwarding = forwarding
+        self._send = send
+        self._offer_extras = offer_extras
+        self._failed = failed
+        self._publish = {kind: self._transceiver(kind, "recvonly") for kind in KINDS}
+        self.sources: dict[Kind, Source] = {}
+        self.slots: list[Slot] = []
+        self._waiting_answer: SessionDescription | None = None
+        self._offer_again = False
+        self._answer_timer: asyncio.TimerHandle | None = None
+        self.closed = False
+        pc.on("connectionstatechange", self._connection_state_changed)
+
+    def _transceiver(self, kind: Kind, direction: str) -> RTCRtpTransceiver:
+        transceiver = self._pc.addTransceiver(kind, direction=direction)
+        capabilities = RTCRtpSender.getCapabilities(kind).codecs
+        transceiver.setCodecPreferences(
+            [codec for codec in capabilities if codec.mimeType in _CODECS[kind]]
+        )
+        return transceiver
+
+    def slot_for(self, kind: Kind, publisher: str) -> tuple[Slot, bool]:
+        """The slot carrying `publisher`'s `kind`, taking a free one or adding one;
+        True when an offer must tell the page of a new m-line."""
+        free = None
+        for slot in self.slots:
+            if slot.kind == kind and slot.publisher == publisher:
+                return slot, False
+            if free is None and slot.kind == kind and slot.publisher is None:
+                free = slot
+        if free is not None:
+            free.publisher = publisher
+            return free, False
+        transceiver = self._transceiver(kind, "sendonly")
+        slot = Slot(transceiver, self._forwarding.subscribe(transceiver, kind), kind, publisher)
+        self.slots.append(slot)
+        return slot, True
+
+    # --- offer and answer ---------------------------------------------------------------
+
+    async def offer(self) -> None:
+        """Send an offer now, or once the page has answered the one it has."""
+        if self.closed:
+            return
+        if self._waiting_answer is not None:
+            self._offer_again = True
+            return
+        self._offer_again = False
+        await self._pc.setLocalDescription(await self._pc.createOffer())
+        description = self._pc.localDescription
+        self._waiting_answer = SessionDescription.parse(description.sdp)
+        self._answer_timer = asyncio.get_running_loop().call_later(
+            ANSWER_TIMEOUT_SECONDS, self._failed, self, "Your browser did not answer in time."
+        )
+        publish = {kind: transceiver.mid for kind, transceiver in self._publish.items()}
+        self._send(
+            {"type": "offer", "sdp": description.sdp, "publish": publish, **self._offer_extras}
+        )
+
+    async def answer(self, sdp: str) -> None:
+        """Apply the page's answer; BadAnswer if it cannot be used."""
+        offer = self._waiting_answer
+        if offer is None:
+            raise OutOfTurn("No offer is waiting for an answer.")
+        self._check(sdp, offer)
+        if self._answer_timer is not None:
+            self._answer_timer.cancel()
+        try:
+            await self._pc.setRemoteDescription(
+                RTCSessionDescription(spread_candidates(sdp), "answer")
+            )
+        except Exception as exc:  # aiortc raises many kinds on what it cannot apply
+            log.info("an answer could not be applied: %s", type(exc).__name__)
+            raise BadAnswer("The answer could not be applied.") from None
+        self._waiting_answer = None
+        for kind, transceiver in self._publish.items():
+            if kind not in self.sources and transceiver.receiver.track is not None:
+                self.sources[kind] = self._forwarding.publish(transceiver, kind)
+        if self._offer_again:
+            await self.offer()
+
+    @staticmethod
+    def _check(sdp: str, offer: SessionDescription) -> None:
+        if len(sdp) > MAX_SDP_CHARS:
+            raise BadAnswer("The answer is too long.")
+        try:
+            answer = SessionDescription.parse(sdp)
+        except Exception:  # the parser too raises many kinds
+            raise BadAnswer("The answer is not valid SDP.") from None
+        offered = [(m.kind, m.rtp.muxId) for m in offer.media]
+        answered = [(m.kind, m.rtp.muxId) for m in answer.media]
+        if answered != offered:
+            raise BadAnswer("The answer does not match the offer.")
+        if not any(line.startswith("a=fingerprint:") for line in sdp.splitlines()):
+            raise BadAnswer("The answer has no DTLS fingerprint.")
+
+    def _connection_state_changed(self) -> None:
+        if self._pc.connectionState == "failed":
+            self._failed(self, "The connection to the media server was lost.")
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._answer_timer is not None:
+            self._answer_timer.cancel()
+        for source in self.sources.values():
+            await source.close()
+        for slot in self.slots:
+            slot.outlet.close()
+        # After some failed answers aiortc's own close raises (a transport it unset).
+        try:
+            await self._pc.close()
+        except Exception as exc:
+            log.warning("a peer connection did not close cleanly: %s", type(exc).__name__)
+
+
+def spread_candidates(sdp: str) -> str:
+    """Chrome puts its candidates only in the first m-section of a bundled answer,
+    and aiortc reads them from the last one (aiortc #1437): give every m-section
+    all of them."""
+    newline = "\r\n" if "\r\n" in sdp else "\n"
+    lines = [line for line in sdp.split(newline) if line]
+    candidates = [line for line in lines if line.startswith("a=candidate:")]
+    if not candidates:
+        return sdp
+    out: list[str] = []
+    sections = 0
+    for line in lines:
+        if line.startswith("a=candidate:"):
+            continue
+        if line.startswith("m="):
+            if sections:
+                out.extend(candidates)  # the end of the previous section
+            sections += 1
+        out.append(line)
+    out.extend(candidates)
+    return newline.join(out) + newline

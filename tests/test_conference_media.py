@@ -1,0 +1,283 @@
+"""The conference's media through the SFU, with real aiortc peers as participants:
+who receives whose audio and video, checked on what each peer actually decodes
+(every camera films its own shade of grey, so a picture tells whose it is)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import web
+
+from clinicconf import audit, keys
+from clinicconf.db import utc_now
+from clinicconf.scheduling import EventInput
+
+from .lobby_helpers import Client, Lobby
+from .lobby_helpers import lobby as lobby
+from .lobby_helpers import settings as settings
+from .media_peers import Join, MediaParticipant, eventually
+from .media_peers import join as join
+
+BOTH = ("audio", "video")
+
+
+@dataclass
+class Three:
+    host: MediaParticipant
+    patient: MediaParticipant
+    guest: MediaParticipant
+
+    @property
+    def everyone(self) -> list[MediaParticipant]:
+        return [self.host, self.patient, self.guest]
+
+
+async def enter(participant: MediaParticipant) -> None:
+    answer = await participant.request("join_media")
+    assert answer["type"] == "result", answer
+
+
+async def three_in_conference(lobby: Lobby, join: Join, *, moderator: bool) -> Three:
+    """Ada (host), Pat (patient) and Gail (public guest), in a started conference."""
+    three = Three(
+        await join(lobby.host_path, 50),
+        await join(lobby.pat_path, 120),
+        await join(lobby.public_path, 200, display_name="Gail Guest"),
+    )
+    host = three.host
+    assert (await host.request("set_options", moderator=moderator, recording=False))[
+        "type"
+    ] == "result"
+    assert (await host.request("start"))["type"] == "result"
+    introduce(three.everyone)
+    for participant in three.everyone:
+        await enter(participant)
+    return three
+
+
+def introduce(people: list[MediaParticipant]) -> None:
+    """Tell each peer whose picture is which shade, to check what it decodes."""
+    shades = {p.id: p.shade for p in people}
+    for participant in people:
+        participant.shades = shades
+
+
+def of(*who: tuple[MediaParticipant, tuple[str, ...]]) -> set[tuple[str, str]]:
+    return {(participant.id, kind) for participant, kinds in who for kind in kinds}
+
+
+async def receive_exactly(expected: dict[MediaParticipant, set[tuple[str, str]]]) -> None:
+    """Each participant decodes media from exactly the expected publishers, kinds."""
+
+    async def check() -> bool:
+        for participant, wanted in expected.items():
+            if await participant.receiving(1.0) != wanted:
+                return False
+        return True
+
+    await eventually(check, within=15.0)
+
+
+async def test_without_moderator_everyone_receives_everyone(lobby: Lobby, join: Join) -> None:
+    three = await three_in_conference(lobby, join, moderator=False)
+    host, patient, guest = three.everyone
+    await receive_exactly(
+        {
+            host: of((patient, BOTH), (guest, BOTH)),
+            patient: of((host, BOTH), (guest, BOTH)),
+            guest: of((host, BOTH), (patient, BOTH)),
+        }
+    )
+    for participant in three.everyone:
+        assert participant.wrong_pictures == 0
+    # Names follow the landing page's rules: a guest sees a patient as "Patient".
+    names = {t["participant"]: t["name"] for t in guest.tracks.values()}
+    assert names == {host.id: "Ada Admin", patient.id: "Patient"}
+    names = {t["participant"]: t["name"] for t in patient.tracks.values()}
+    assert names == {host.id: "Ada Admin", guest.id: "Participant"}
+
+
+async def test_the_moderator_chooses_who_is_shown_and_who_is_heard(
+    lobby: Lobby, join: Join, app: web.Application
+) -> None:
+    three = await three_in_conference(lobby, join, moderator=True)
+    host, patient, guest = three.everyone
+    # At first the staff are shown: the host sees everyone, the others see the host.
+    await receive_exactly(
+        {
+            host: of((patient, BOTH), (guest, BOTH)),
+            patient: of((host, BOTH), (guest, ("audio",))),
+            guest: of((host, BOTH), (patient, ("audio",))),
+        }
+    )
+    steps: list[tuple[str, dict[str, Any], dict[MediaParticipant, set[tuple[str, str]]]]] = [
+        (
+            "set_shown",
+            {"participant": guest.id, "shown": True},
+            {
+                host: of((patient, BOTH), (guest, BOTH)),
+                patient: of((host, BOTH), (guest, BOTH)),
+                guest: of((host, BOTH), (patient, ("audio",))),
+            },
+        ),
+        (
+            # Pat keeps sending audio; nobody receives it.
+            "set_permission",
+            {"participant": patient.id, "permission": "video"},
+            {
+                host: of((patient, ("video",)), (guest, BOTH)),
+                patient: of((host, BOTH), (guest, BOTH)),
+                guest: of((host, BOTH)),
+            },
+        ),
+        (
+            "set_shown",
+            {"participant": guest.id, "shown": False},
+            {
+                host: of((patient, ("video",)), (guest, BOTH)),
+                patient: of((host, BOTH), (guest, ("audio",))),
+                guest: of((host, BOTH)),
+            },
+        ),
+        (
+            "set_permission",
+            {"participant": patient.id, "permission": "none"},
+            {
+                host: of((guest, BOTH)),
+                patient: of((host, BOTH), (guest, ("audio",))),
+                guest: of((host, BOTH)),
+            },
+        ),
+        (
+            "set_permission",
+            {"participant": host.id, "permission": "audio"},
+            {
+                host: of((guest, BOTH)),
+                patient: of((host, ("audio",)), (guest, ("audio",))),
+                guest: of((host, ("audio",))),
+            },
+        ),
+        (
+            # Moderator mode off: everyone receives everyone again.
+            "set_options",
+            {"moderator": False, "recording": False},
+            {
+                host: of((patient, BOTH), (guest, BOTH)),
+                patient: of((host, BOTH), (guest, BOTH)),
+                guest: of((host, BOTH), (patient, BOTH)),
+            },
+        ),
+    ]
+    for type_, fields, expected in steps:
+        assert (await host.request(type_, **fields))["type"] == "result"
+        await receive_exactly(expected)
+    # The patient was told what the moderator withheld from them, and the log has it all.
+    assert patient.moderation["permissions"][patient.id] == "none"
+    actions = [
+        e["action"] for e in await audit.entries(app[keys.DATABASE], event_id=lobby.event_id)
+    ]
+    assert actions.count("permission_changed") == 3 and actions.count("shown_changed") == 2
+
+
+async def test_a_late_joiner_finds_the_moderators_choices(lobby: Lobby, join: Join) -> None:
+    three = await three_in_conference(lobby, join, moderator=True)
+    host, patient, guest = three.everyone
+    await host.request("set_shown", participant=guest.id, shown=True)
+    await host.request("set_permission", participant=patient.id, permission="video")
+
+    # A colleague arriving late finds the choices as they are...
+    sam = await join(lobby.colleague_path, 90)
+    moderation = sam.welcome["moderation"]
+    assert moderation["moderator"] is True
+    assert set(moderation["shown"]) == {host.id, sam.id, guest.id}  # the staff, and Gail
+    assert moderation["permissions"] == {patient.id: "video"}
+    # ...and so does a patient arriving late, who receives accordingly: Pat's video is
+    # not shown to them, and Pat's audio goes to nobody.
+    quinn = await join(lobby.quinn_path, 160)
+    introduce([*three.everyone, sam, quinn])
+    await enter(quinn)
+    await receive_exactly({quinn: of((host, BOTH), (guest, BOTH))})
+    await receive_exactly({host: of((patient, ("video",)), (guest, BOTH), (quinn, BOTH))})
+
+
+async def test_who_leaves_stops_everywhere_and_who_comes_back_keeps_their_permission(
+    lobby: Lobby, join: Join
+) -> None:
+    three = await three_in_conference(lobby, join, moderator=True)
+    host, patient, guest = three.everyone
+    await host.request("set_permission", participant=patient.id, permission="video")
+    await receive_exactly({host: of((patient, ("video",)), (guest, BOTH))})
+
+    # The guest leaves: their tracks stop for everyone, and no page lists them.
+    await guest.send("leave")
+    await receive_exactly({host: of((patient, ("video",))), patient: of((host, BOTH))})
+    for participant in (host, patient):
+        assert guest.id not in {t["participant"] for t in participant.tracks.values()}
+
+    # Pat's page drops; a new one within the grace period is still Pat, still muted.
+    await patient.close()
+    again = await join(lobby.pat_path, 120)
+    assert again.id == patient.id
+    assert again.welcome["moderation"]["permissions"] == {patient.id: "video"}
+    introduce([host, again])
+    await enter(again)
+    await receive_exactly({host: of((again, ("video",))), again: of((host, BOTH))})
+
+
+async def test_a_second_window_takes_the_media_over(lobby: Lobby, join: Join) -> None:
+    three = await three_in_conference(lobby, join, moderator=False)
+    second = await join(lobby.pat_path, 120)
+    introduce([*three.everyone, second])
+    await enter(second)
+    closed = await three.patient.expect("media_closed")
+    assert closed["reason"] == "elsewhere"
+    await receive_exactly({second: of((three.host, BOTH), (three.guest, BOTH))})
+
+
+async def test_the_host_ends_the_conference_for_everyone(
+    lobby: Lobby, join: Join, app: web.Application, client: Client
+) -> None:
+    three = await three_in_conference(lobby, join, moderator=False)
+    await receive_exactly({three.patient: of((three.host, BOTH), (three.guest, BOTH))})
+    refused = await three.patient.request("end")
+    assert refused["code"] == "not_host"
+
+    await three.host.send("end")
+    for participant in three.everyone:
+        assert (await participant.expect("ended"))["by"] == "host"
+    await eventually(lambda: all_closed(three.everyone))
+    assert {p.closed_with for p in three.everyone} == {4411}
+    conference = app[keys.CONFERENCES].get(lobby.event_id)
+    assert conference is not None and not conference.room.present
+    # Whoever opens a link now is told that the conference has ended.
+    async with client.ws_connect(lobby.pat_path) as ws:
+        assert (await ws.receive(timeout=5)).data == 4411
+
+
+async def test_the_conference_ends_at_the_events_end(
+    lobby: Lobby, join: Join, app: web.Application
+) -> None:
+    three = await three_in_conference(lobby, join, moderator=False)
+    await receive_exactly({three.patient: of((three.host, BOTH), (three.guest, BOTH))})
+    scheduler = app[keys.SCHEDULER]
+    event = await scheduler.get_event(lobby.event_id)
+    # The clinic shortens the event: the pages reconnect and learn the new end.
+    await scheduler.update_event(
+        lobby.host,
+        event.id,
+        EventInput(
+            event.title, event.event_type.id, event.start, utc_now() + timedelta(seconds=3),
+            [s.id for s in event.staff], [p.id for p in event.patients],
+        ),
+    )  # fmt: skip
+    await eventually(lambda: all_closed(three.everyone))
+    host = await join(lobby.host_path, 50)
+    assert (await host.expect("ended"))["by"] == "time"
+    await eventually(lambda: all_closed([host]))
+    assert host.closed_with == 4411
+
+
+async def all_closed(people: list[MediaParticipant]) -> bool:
+    return all(p.closed_with is not None for p in people)
