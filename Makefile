@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # apt needs root; use sudo when we are not.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install install-dev serve test lint chromium
+.PHONY: install install-dev serve test lint test-packages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,15 +29,24 @@ install-dev: $(VENV)/.installed-dev
 serve: install
 	$(BIN)/python -m clinicconf serve
 
-# The browser tests drive Debian's chromium; Playwright never downloads a browser here.
-chromium:
-	@[ -x /usr/bin/chromium ] || { $(SUDO) apt-get update && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install --yes chromium; }
+# Debian packages the tests need: chromium for the browser tests (Playwright never
+# downloads a browser here), and iproute2's ip to bring up loopback in the tests'
+# network namespace (below).
+test-packages:
+	@[ -x /usr/bin/chromium ] && command -v ip >/dev/null || { $(SUDO) apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install --yes chromium iproute2; }
 
 lint: install-dev
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 
-test: install-dev chromium lint
-	$(BIN)/pytest
+# The suite runs in a network namespace of its own with only loopback up: whatever a
+# test starts (Chromium's ICE agent, which also gathers on every other interface,
+# included) can reach no address but 127.0.0.1 and ::1. Root makes one directly;
+# another user through a user namespace, where the kernel allows it.
+NETNS := unshare --net $(if $(SUDO),--map-root-user)
+
+test: install-dev test-packages lint
+	$(NETNS) sh -c 'ip link set lo up && exec $(BIN)/pytest'
+
