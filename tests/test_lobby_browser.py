@@ -208,6 +208,7 @@ async def test_the_host_sees_the_patient_come_and_go_then_starts_the_conference(
     await expect(patient.get_by_text(WAITING)).to_be_hidden()
     await expect(patient.get_by_role("list", name="In the conference")).to_contain_text("Sam Staff")
     await expect(patient.get_by_text("Recording: on")).to_be_visible()
+    await expect(patient.locator("#recording-indicator")).to_have_text("Recording")
     await expect(patient.get_by_text("Moderator mode: off")).to_be_visible()
     await expect(host.get_by_role("heading", name="In the conference")).to_be_visible()
 

@@ -55,31 +55,20 @@ export class DevicePreview {
   async start() {
     this.stop();
     const attempt = this.#attempt;
-    if (!navigator.mediaDevices?.getUserMedia) {
-      this.#say(NO_MEDIA);
-      return;
-    }
-    const kinds = await availableKinds();
-    if (!kinds.videoinput && !kinds.audioinput) {
-      this.#say(NO_DEVICE);
-      return;
-    }
-    let stream;
-    try {
-      stream = await navigator.mediaDevices.getUserMedia({
-        video: kinds.videoinput && chosen(this.#cameras),
-        audio: kinds.audioinput && chosen(this.#microphones),
-      });
-    } catch (error) {
-      if (attempt === this.#attempt) this.#say(explain(error));
-      return;
-    }
+    const { stream, problem } = await openDevices(this.choices());
     if (attempt !== this.#attempt) {
-      stopTracks(stream);
+      if (stream) stopTracks(stream);
       return;
     }
-    this.#show(stream, kinds);
+    this.#say(problem);
+    if (!stream) return;
+    this.#show(stream);
     await this.#listDevices();
+  }
+
+  /** The devices chosen here, as getUserMedia constraints: the conference opens the same. */
+  choices() {
+    return { video: chosen(this.#cameras), audio: chosen(this.#microphones) };
   }
 
   /** Turn the camera and microphone off (the light on the camera goes out). */
@@ -92,15 +81,13 @@ export class DevicePreview {
     this.#video.srcObject = null;
   }
 
-  #show(stream, kinds) {
+  #show(stream) {
+    const hasAudio = stream.getAudioTracks().length > 0;
     this.#stream = stream;
     this.#video.srcObject = stream;
-    this.#video.hidden = !kinds.videoinput;
-    this.#meter.hidden = !kinds.audioinput;
-    this.#stopSoundLevel = kinds.audioinput ? watchSoundLevel(stream, this.#meter) : () => {};
-    if (!kinds.videoinput) this.#say("No camera was found: the others will not see you.");
-    else if (!kinds.audioinput) this.#say("No microphone was found: the others will not hear you.");
-    else this.#say("");
+    this.#video.hidden = stream.getVideoTracks().length === 0;
+    this.#meter.hidden = !hasAudio;
+    this.#stopSoundLevel = hasAudio ? watchSoundLevel(stream, this.#meter) : () => {};
   }
 
   async #listDevices() {
@@ -122,6 +109,33 @@ export class DevicePreview {
     this.#message.textContent = text;
     this.#message.hidden = !text;
   }
+}
+
+/**
+ * Open the camera and microphone ({video, audio}: getUserMedia constraints), leaving
+ * out a kind of device the computer does not have. Resolves to {stream, problem}:
+ * stream is null when nothing could be opened; problem says why, or what is missing,
+ * in words a patient can act on ("" when all is well).
+ */
+export async function openDevices(constraints) {
+  if (!navigator.mediaDevices?.getUserMedia) return { stream: null, problem: NO_MEDIA };
+  const kinds = await availableKinds();
+  if (!kinds.videoinput && !kinds.audioinput) return { stream: null, problem: NO_DEVICE };
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({
+      video: kinds.videoinput && constraints.video,
+      audio: kinds.audioinput && constraints.audio,
+    });
+    return { stream, problem: missingDevice(kinds) };
+  } catch (error) {
+    return { stream: null, problem: explain(error) };
+  }
+}
+
+function missingDevice(kinds) {
+  if (!kinds.videoinput) return "No camera was found: the others will not see you.";
+  if (!kinds.audioinput) return "No microphone was found: the others will not hear you.";
+  return "";
 }
 
 /** Which kinds of device exist; the browser tells this even before permission. */
@@ -152,6 +166,7 @@ function fillSelect(select, devices, kind, noun, selectedId) {
   select.disabled = options.length === 0;
 }
 
-function stopTracks(stream) {
+/** Turn a stream's devices off (the light on the camera goes out). */
+export function stopTracks(stream) {
   for (const track of stream.getTracks()) track.stop();
 }

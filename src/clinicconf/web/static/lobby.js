@@ -1,11 +1,13 @@
 // The Video Conference landing page, live: who is here and who is awaited, the time
-// left, the host's options and the start of the conference. The server is the truth
-// for all of it (docs/lobby-protocol.md); this page only shows what it is told.
+// left, the host's options and the start of the conference, then the conference itself
+// (conference.js) over the same websocket. The server is the truth for all of it
+// (docs/lobby-protocol.md); this page only shows what it is told.
 // Server data goes into the page as text, never as HTML.
 
+import { Conference } from "./conference.js";
 import { DevicePreview } from "./devices.js";
 import { LobbySocket } from "./lobby_socket.js";
-import { showToast } from "./page.js";
+import { showToast, tag } from "./page.js";
 import { ServerClock, TimeLeft } from "./time_left.js";
 
 const KIND_ORDER = { staff: 0, patient: 1, guest: 2 };
@@ -20,6 +22,12 @@ const CLOSED_FOR_GOOD = {
   4411: "This conference has ended.",
   4429: "This conference is full.",
 };
+const ENDED_BY = {
+  host: "The host ended the conference.",
+  time: "This conference has ended.",
+};
+// Before the server's first word on moderation (it comes with the start).
+const NO_MODERATION = { moderator: false, shown: [], permissions: {} };
 
 class Lobby {
   #elements;
@@ -32,10 +40,13 @@ class Lobby {
   #options = { moderator: false, recording: false };
   #started = false;
   #participants = new Map();
+  #moderation = NO_MODERATION;
   #connected = false;
   #startPending = false;
-  // Requests awaiting their answer: id -> what to do if the server refuses it.
+  // Requests awaiting their answer: id -> {undo: what to do if the server refuses it,
+  // quiet: whether the requester shows the refusal itself}.
   #pending = new Map();
+  #conference;
 
   constructor(root, elements, preview) {
     this.#elements = elements;
@@ -44,6 +55,11 @@ class Lobby {
     elements.moderator.addEventListener("change", () => this.#sendOptions());
     elements.recording.addEventListener("change", () => this.#sendOptions());
     elements.start.addEventListener("click", () => this.#sendStart());
+    const channel = {
+      request: (type, fields, undo, options) => this.#request(type, fields, undo, options),
+      close: () => this.#socket.stop(),
+    };
+    this.#conference = new Conference(elements.conference, channel, () => preview.choices());
   }
 
   connect(url, hello) {
@@ -69,9 +85,20 @@ class Lobby {
       case "options":
         this.#options = message.options;
         break;
+      case "moderation":
+        this.#moderation = moderationOf(message);
+        break;
       case "started":
         this.#started = true;
         break;
+      case "offer":
+      case "tracks":
+      case "media_closed":
+        this.#conference.receive(message);
+        return;
+      case "ended":
+        this.#finish(ENDED_BY[message.by] ?? ENDED_BY.time);
+        return;
       case "cancelled":
         this.#cancelled();
         return;
@@ -85,11 +112,16 @@ class Lobby {
         return; // "time": the clock is synced above
     }
     this.#render();
+    // Going in, and on every new connection once in, the page joins the media.
+    if (this.#started && (message.type === "welcome" || message.type === "started")) {
+      this.#conference.join();
+    }
   }
 
-  #welcome({ you, event, options, started, participants }) {
+  #welcome({ you, event, options, moderation, started, participants }) {
     this.#you = you;
     this.#options = options;
+    this.#moderation = moderation ?? NO_MODERATION;
     this.#started = started;
     this.#participants = new Map(participants.map((p) => [p.id, p]));
     this.#connected = true;
@@ -109,10 +141,10 @@ class Lobby {
   }
 
   #refused({ id, message }) {
-    const undo = this.#pending.get(id);
+    const request = this.#pending.get(id);
     this.#pending.delete(id);
-    undo?.();
-    showToast(message, { error: true });
+    request?.undo(message);
+    if (!request?.quiet) showToast(message, { error: true });
   }
 
   #connectionLost() {
@@ -121,19 +153,26 @@ class Lobby {
     this.#connected = false;
     this.#startPending = false;
     this.#elements.reconnecting.hidden = false;
+    if (this.#started) this.#conference.connectionLost();
     this.#render();
   }
 
-  /** The conference is over for this page: cancelled, or the link no longer works. */
+  /** The server closed for good: cancelled, ended, or the link no longer works. */
   #cancelled(code = CLOSE_CANCELLED) {
+    this.#finish(CLOSED_FOR_GOOD[code] ?? CLOSED_FOR_GOOD[CLOSE_LINK_GONE]);
+  }
+
+  /** The conference is over for this page: everything stops, and the page says why. */
+  #finish(text) {
     this.#socket.stop();
     this.#preview.stop();
+    this.#conference.stop();
     this.#timeLeft.stop();
     const { waitingRoom, conference, reconnecting, cancelled } = this.#elements;
     waitingRoom.hidden = true;
     conference.hidden = true;
     reconnecting.hidden = true;
-    cancelled.textContent = CLOSED_FOR_GOOD[code] ?? CLOSED_FOR_GOOD[CLOSE_LINK_GONE];
+    cancelled.textContent = text;
     cancelled.hidden = false;
   }
 
@@ -158,10 +197,15 @@ class Lobby {
     });
   }
 
-  #request(type, fields, undo) {
+  /**
+   * Send a request. undo(message) runs if the server refuses it (with the server's
+   * message) or if it cannot be sent (without one); quiet: the caller shows the
+   * refusal itself, instead of the toast.
+   */
+  #request(type, fields, undo, { quiet = false } = {}) {
     const id = this.#socket.send(type, fields);
     if (id === null) undo();
-    else this.#pending.set(id, undo);
+    else this.#pending.set(id, { undo, quiet });
   }
 
   // --- showing it ------------------------------------------------------------------
@@ -207,6 +251,13 @@ class Lobby {
     showPeople(elements.conferencePeople, present, this.#you, "Nobody is here.");
     elements.moderatorState.textContent = `Moderator mode: ${onOff(this.#options.moderator)}`;
     elements.recordingState.textContent = `Recording: ${onOff(this.#options.recording)}`;
+    this.#conference.render({
+      you: this.#you,
+      options: this.#options,
+      moderation: this.#moderation,
+      participants: present,
+      connected: this.#connected,
+    });
   }
 
   #sortedParticipants() {
@@ -236,11 +287,9 @@ function personItem(person, you) {
   return item;
 }
 
-function tag(text) {
-  const element = document.createElement("span");
-  element.className = "tag";
-  element.textContent = text;
-  return element;
+/** The moderation fields of a moderation message (the welcome carries them as one). */
+function moderationOf({ moderator, shown, permissions }) {
+  return { moderator, shown, permissions };
 }
 
 function onOff(flag) {

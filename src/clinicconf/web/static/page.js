@@ -71,3 +71,11 @@ export function paintTypeColours(root = document) {
     element.style.setProperty("--type-colour", element.dataset.colour);
   }
 }
+
+/** A small label ("You", "Staff", "Not on screen") beside a name. */
+export function tag(text) {
+  const element = document.createElement("span");
+  element.className = "tag";
+  element.textContent = text;
+  return element;
+}

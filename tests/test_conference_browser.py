@@ -1,0 +1,146 @@
+"""A conference in Chromium, end to end: Sam Staff hosts in moderator mode, Pat
+(a patient) and Gail (a public guest) join on their links, each in a browser
+context of their own with Chromium's fake camera and microphone. What each
+receives is read from the browser's own WebRTC statistics: decoded video frames and
+received audio bytes per m-line."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from playwright.async_api import Page, expect
+
+from .test_lobby_browser import Links, Visitors
+from .test_lobby_browser import client as client
+from .test_lobby_browser import clinic as clinic
+from .test_lobby_browser import links as links
+from .test_lobby_browser import settings as settings
+from .test_lobby_browser import visitors as visitors
+
+# Keeps the page's peer connections where the test can read their statistics.
+RECORD_PEER_CONNECTIONS = """
+(() => {
+  const Native = window.RTCPeerConnection;
+  window.peerConnections = [];
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) {
+      super(...args);
+      window.peerConnections.push(this);
+    }
+  };
+})();
+"""
+# How much has arrived on an m-line: video frames decoded, or audio bytes received.
+RECEIVED_ON_MID = """
+async ([mid, kind]) => {
+  const pc = window.peerConnections.at(-1);
+  if (!pc) return 0;
+  for (const report of (await pc.getStats()).values()) {
+    if (report.type === "inbound-rtp" && report.mid === mid) {
+      return kind === "video" ? report.framesDecoded ?? 0 : report.bytesReceived ?? 0;
+    }
+  }
+  return 0;
+}
+"""
+SETTLE_SECONDS = 1.0
+
+
+class Received:
+    """What one page receives of one other participant's video or audio."""
+
+    def __init__(self, page: Page, mid: str, kind: str) -> None:
+        self.page, self.mid, self.kind = page, mid, kind
+
+    async def count(self) -> int:
+        return int(await self.page.evaluate(RECEIVED_ON_MID, [self.mid, self.kind]))
+
+    async def grows(self, within: float = 15.0) -> float:
+        """Wait until more arrives; how long that took, in seconds."""
+        began = time.monotonic()
+        before = await self.count()
+        while await self.count() <= before:
+            assert time.monotonic() - began < within, f"nothing more on {self.kind} {self.mid}"
+            await asyncio.sleep(0.1)
+        return time.monotonic() - began
+
+    async def stopped(self) -> bool:
+        """Nothing more arrives, once what was in flight has landed."""
+        await asyncio.sleep(SETTLE_SECONDS)
+        before = await self.count()
+        await asyncio.sleep(SETTLE_SECONDS)
+        return await self.count() == before
+
+
+async def video_of(page: Page, name: str) -> Received:
+    """The video tile of `name` on `page`, once it shows."""
+    tile = page.locator("figure.tile[data-mid]").filter(has_text=name)
+    await expect(tile).to_be_visible(timeout=15_000)
+    mid = await tile.get_attribute("data-mid")
+    assert mid is not None
+    return Received(page, mid, "video")
+
+
+async def audio_of(page: Page, name: str) -> Received:
+    """The sound of whoever's tile says `name`."""
+    tile = page.locator("figure.tile[data-mid]").filter(has_text=name)
+    participant = await tile.get_attribute("data-participant")
+    audio = page.locator(f'audio[data-participant="{participant}"]')
+    mid = await audio.get_attribute("data-mid")
+    assert mid is not None
+    return Received(page, mid, "audio")
+
+
+async def test_three_people_hold_a_moderated_conference(visitors: Visitors, links: Links) -> None:
+    host = await visitors.open(links.host, init_script=RECORD_PEER_CONNECTIONS)
+    patient = await visitors.open(links.pat, init_script=RECORD_PEER_CONNECTIONS)
+    guest = await visitors.open(links.public, init_script=RECORD_PEER_CONNECTIONS)
+    await guest.get_by_label("Your name, as the others will see it").fill("Gail Guest")
+    await guest.get_by_role("button", name="Use this name").click()
+    await expect(host.get_by_role("list", name="Active", exact=True)).to_contain_text("Gail Guest")
+
+    await host.get_by_role("checkbox", name="Enable Moderator Role").check()
+    await host.get_by_role("button", name="Start Conference").click()
+    # The host puts everyone on screen.
+    for name in ("Pat Patient", "Gail Guest"):
+        await host.get_by_role("checkbox", name=f"Show {name} on screen").check()
+
+    # Everyone receives the two others' video; names follow the privacy rules.
+    host_sees_pat = await video_of(host, "Pat Patient")
+    host_sees_gail = await video_of(host, "Gail Guest")
+    pat_sees_sam = await video_of(patient, "Sam Staff")
+    pat_sees_gail = await video_of(patient, "Participant")
+    gail_sees_sam = await video_of(guest, "Sam Staff")
+    gail_sees_pat = await video_of(guest, "Patient")
+    for received in (
+        host_sees_pat, host_sees_gail, pat_sees_sam, pat_sees_gail, gail_sees_sam, gail_sees_pat
+    ):  # fmt: skip
+        await received.grows()
+    await expect(patient.locator("#conference")).not_to_contain_text("Gail Guest")
+
+    # The host takes Gail off screen: Pat's picture of her stops, the host's goes on.
+    await host.get_by_role("checkbox", name="Show Gail Guest on screen").uncheck()
+    assert await pat_sees_gail.stopped()
+    await host_sees_gail.grows()
+    await expect(host.locator("figure.tile").filter(has_text="Gail Guest")).to_contain_text(
+        "Not on screen"
+    )
+    await expect(patient.locator("figure.tile").filter(has_text="Participant")).to_have_count(0)
+
+    # The host withholds Pat's audio: neither the host nor Gail hears her any more,
+    # while her video still reaches them; Pat is told.
+    host_hears_pat = await audio_of(host, "Pat Patient")
+    gail_hears_pat = await audio_of(guest, "Patient")
+    await host_hears_pat.grows()
+    await host.get_by_role("combobox", name="What Pat Patient may use").select_option("video")
+    assert await host_hears_pat.stopped()
+    assert await gail_hears_pat.stopped()
+    await host_sees_pat.grows()
+    await expect(
+        patient.get_by_text("The moderator has turned off your microphone.")
+    ).to_be_visible()
+
+    # Gail back on screen: Pat sees her again, at once.
+    await host.get_by_role("checkbox", name="Show Gail Guest on screen").check()
+    assert await pat_sees_gail.grows(within=2.0) < 2.0
