@@ -4,6 +4,7 @@ who receives whose audio and video, checked on what each peer actually decodes
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -251,6 +252,9 @@ async def test_the_host_ends_the_conference_for_everyone(
     assert {p.closed_with for p in three.everyone} == {4411}
     conference = app[keys.CONFERENCES].get(lobby.event_id)
     assert conference is not None and not conference.room.present
+    # Every relay, applier and timer of the conference has stopped.
+    running = {task.get_name() for task in asyncio.all_tasks()}
+    assert not {n for n in running if n.startswith(("relay-", "room-", "peer-", "conference-"))}
     # Whoever opens a link now is told that the conference has ended.
     async with client.ws_connect(lobby.pat_path) as ws:
         assert (await ws.receive(timeout=5)).data == 4411
