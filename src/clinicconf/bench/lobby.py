@@ -20,131 +20,26 @@ import asyncio
 import json
 import math
 import secrets
-import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager, suppress
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
 
-from ..accounts import StaffUser
-from ..config import Settings
-from ..db import Database, utc_now
-from ..links import JoinLinks
-from ..scheduling import EventInput, EventTypeInput, Scheduler, StaffInput
-from ..security import load_or_create_secret_key
+from .server import SetupFailed, bench_settings, run_bounded, running_server, schedule_conference
 
-HOST: Final = "127.0.0.1"
 TARGET_P95_MS: Final = 100.0
 # Pages connecting at the same moment: quick, without a thundering herd.
 CONNECTING_AT_ONCE: Final = 50
-SERVER_START_SECONDS: Final = 20.0
-SERVER_STOP_SECONDS: Final = 5.0
 PAGE_OPEN_SECONDS: Final = 20.0
 ROUND_SECONDS: Final = 10.0
 # Between changes, so that each meets a quiet lobby (and the host's page stays far
 # below the flood limit of 20 messages in 5 s).
 PAUSE_SECONDS: Final = 0.3
-
-
-class SetupFailed(Exception):
-    """The server or the pages could not be brought up: nothing was measured."""
-
-
-async def schedule_conference(settings: Settings) -> tuple[str, str]:
-    """A Public Conference under way with one staff member to host it, recorded as
-    the Scheduler records any; returns the websocket URLs of the host's link and of
-    the public link."""
-    db = await Database.open(settings.database_path)
-    try:
-        await db.migrate()
-        secret_key = load_or_create_secret_key(settings.secret_key_path)
-        links = JoinLinks(secret_key, settings.public_base_url)
-        scheduler = Scheduler(db, links, settings.phone_region)
-        staff = await scheduler.create_staff(
-            None, StaffInput("Harriet Host", "host@bench.invalid", is_admin=True)
-        )
-        host = StaffUser(staff.id, staff.name, staff.email, is_admin=True)
-        kind = await scheduler.create_event_type(host, EventTypeInput("Open session", True, True))
-        start = utc_now() - timedelta(minutes=5)
-        saved = await scheduler.create_event(
-            host,
-            EventInput("Load check", kind.id, start, start + timedelta(hours=1), [staff.id], []),
-        )
-        event_id = saved.event.id
-        host_url = await scheduler.my_link(host, event_id)
-        public_url = await scheduler.public_link(host, event_id)
-    finally:
-        await db.close()
-    return _websocket_url(host_url), _websocket_url(public_url)
-
-
-def _websocket_url(join_url: str) -> str:
-    return "ws://" + join_url.removeprefix("http://") + "/ws"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@asynccontextmanager
-async def running_server(settings: Settings, log_path: Path) -> AsyncIterator[None]:
-    """`python -m clinicconf serve` in a process of its own, stopped on the way out."""
-    with log_path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "clinicconf",
-            "--data-dir", str(settings.data_dir), "--host", HOST, "--port", str(settings.port),
-            "--presence-grace-seconds", str(settings.presence_grace_seconds),
-            "--log-level", "WARNING", "serve",
-            stdout=log, stderr=log,
-        )  # fmt: skip
-        try:
-            await _wait_until_listening(process, settings.port)
-            yield
-        finally:
-            await _stop(process)
-
-
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    """Asked to stop; killed if it has not within a few seconds, or if the wait is
-    cut short by the run's time limit."""
-    if process.returncode is not None:
-        return
-    process.terminate()
-    try:
-        with suppress(TimeoutError):
-            async with asyncio.timeout(SERVER_STOP_SECONDS):
-                await process.wait()
-    finally:
-        if process.returncode is None:
-            process.kill()
-
-
-async def _wait_until_listening(process: asyncio.subprocess.Process, port: int) -> None:
-    deadline = time.monotonic() + SERVER_START_SECONDS
-    while True:
-        if process.returncode is not None:
-            raise SetupFailed(f"the server exited at once with code {process.returncode}")
-        try:
-            _, writer = await asyncio.open_connection(HOST, port)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise SetupFailed(
-                    f"the server did not listen within {SERVER_START_SECONDS:.0f} s"
-                ) from None
-            await asyncio.sleep(0.1)
-            continue
-        writer.close()
-        await writer.wait_closed()
-        return
 
 
 class Round:
@@ -268,9 +163,7 @@ async def _read(
 
 async def measure(clients: int, rounds: int) -> list[list[float]]:
     with tempfile.TemporaryDirectory(prefix="clinicconf-bench-") as data_dir:
-        settings = Settings(
-            host=HOST, port=_free_port(), data_dir=Path(data_dir), presence_grace_seconds=0
-        )
+        settings = bench_settings(Path(data_dir))
         links = await schedule_conference(settings)
         log_path = Path(data_dir) / "server.log"
         try:
@@ -341,17 +234,8 @@ def main(argv: Sequence[str]) -> int:
     if args.clients < 1 or args.rounds < 1:
         parser.error("--clients and --rounds must be at least 1")
 
-    async def bounded() -> list[list[float]]:
-        async with asyncio.timeout(args.timeout):
-            return await measure(args.clients, args.rounds)
-
-    try:
-        rounds = asyncio.run(bounded())
-    except SetupFailed as exc:
-        print(f"failed: {exc}", file=sys.stderr)
-        return 1
-    except TimeoutError:
-        print(f"failed: the run took longer than {args.timeout:.0f} s", file=sys.stderr)
+    rounds = run_bounded(lambda: measure(args.clients, args.rounds), args.timeout)
+    if rounds is None:
         return 1
     print(report(rounds, args.clients))
     return 0

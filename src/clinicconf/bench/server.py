@@ -1,0 +1,154 @@
+"""What the benchmarks share: a conference scheduled in a fresh data directory, and
+the server started in a process of its own on 127.0.0.1 (media on loopback too)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from datetime import timedelta
+from pathlib import Path
+from typing import Final, TypeVar
+
+from ..accounts import StaffUser
+from ..config import Settings
+from ..db import Database, utc_now
+from ..links import JoinLinks
+from ..scheduling import EventInput, EventTypeInput, Scheduler, StaffInput
+from ..security import load_or_create_secret_key
+
+HOST: Final = "127.0.0.1"
+SERVER_START_SECONDS: Final = 20.0
+SERVER_STOP_SECONDS: Final = 5.0
+
+Result = TypeVar("Result")
+
+
+def bench_settings(data_dir: Path) -> Settings:
+    """A server for one run: its own data, loopback only, nobody kept present after
+    leaving (a run measures what it does, not grace periods)."""
+    return Settings(
+        host=HOST,
+        port=free_port(),
+        data_dir=data_dir,
+        presence_grace_seconds=0,
+        ice_addresses=HOST,
+    )
+
+
+class SetupFailed(Exception):
+    """The server or the pages could not be brought up: nothing was measured."""
+
+
+async def schedule_conference(settings: Settings) -> tuple[str, str]:
+    """A Public Conference under way with one staff member to host it, recorded as
+    the Scheduler records any; returns the websocket URLs of the host's link and of
+    the public link."""
+    db = await Database.open(settings.database_path)
+    try:
+        await db.migrate()
+        secret_key = load_or_create_secret_key(settings.secret_key_path)
+        links = JoinLinks(secret_key, settings.public_base_url)
+        scheduler = Scheduler(db, links, settings.phone_region)
+        staff = await scheduler.create_staff(
+            None, StaffInput("Harriet Host", "host@bench.invalid", is_admin=True)
+        )
+        host = StaffUser(staff.id, staff.name, staff.email, is_admin=True)
+        kind = await scheduler.create_event_type(host, EventTypeInput("Open session", True, True))
+        start = utc_now() - timedelta(minutes=5)
+        saved = await scheduler.create_event(
+            host,
+            EventInput("Load check", kind.id, start, start + timedelta(hours=1), [staff.id], []),
+        )
+        event_id = saved.event.id
+        host_url = await scheduler.my_link(host, event_id)
+        public_url = await scheduler.public_link(host, event_id)
+    finally:
+        await db.close()
+    return websocket_url(host_url), websocket_url(public_url)
+
+
+def websocket_url(join_url: str) -> str:
+    return "ws://" + join_url.removeprefix("http://") + "/ws"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def running_server(
+    settings: Settings, log_path: Path
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`python -m clinicconf serve` in a process of its own, stopped on the way out."""
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "clinicconf",
+            "--data-dir", str(settings.data_dir), "--host", HOST, "--port", str(settings.port),
+            "--presence-grace-seconds", str(settings.presence_grace_seconds),
+            "--ice-addresses", settings.ice_addresses,
+            "--log-level", "WARNING", "serve",
+            stdout=log, stderr=log,
+        )  # fmt: skip
+        try:
+            await _wait_until_listening(process, settings.port)
+            yield process
+        finally:
+            await _stop(process)
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    """Asked to stop; killed if it has not within a few seconds, or if the wait is
+    cut short by the run's time limit."""
+    if process.returncode is not None:
+        return
+    process.terminate()
+    try:
+        with suppress(TimeoutError):
+            async with asyncio.timeout(SERVER_STOP_SECONDS):
+                await process.wait()
+    finally:
+        if process.returncode is None:
+            process.kill()
+
+
+async def _wait_until_listening(process: asyncio.subprocess.Process, port: int) -> None:
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while True:
+        if process.returncode is not None:
+            raise SetupFailed(f"the server exited at once with code {process.returncode}")
+        try:
+            _, writer = await asyncio.open_connection(HOST, port)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SetupFailed(
+                    f"the server did not listen within {SERVER_START_SECONDS:.0f} s"
+                ) from None
+            await asyncio.sleep(0.1)
+            continue
+        writer.close()
+        await writer.wait_closed()
+        return
+
+
+def run_bounded(measure: Callable[[], Awaitable[Result]], timeout: float) -> Result | None:
+    """Run a measurement, cut short after `timeout` seconds; None, once the reason is
+    printed, when it could not be brought up or took too long."""
+
+    async def bounded() -> Result:
+        async with asyncio.timeout(timeout):
+            return await measure()
+
+    try:
+        return asyncio.run(bounded())
+    except SetupFailed as exc:
+        print(f"failed: {exc}", file=sys.stderr)
+    except TimeoutError:
+        print(f"failed: the run took longer than {timeout:.0f} s", file=sys.stderr)
+    return None
