@@ -102,7 +102,12 @@ async def test_three_people_hold_a_moderated_conference(visitors: Visitors, link
 
     await host.get_by_role("checkbox", name="Enable Moderator Role").check()
     await host.get_by_role("button", name="Start Conference").click()
-    # The host puts everyone on screen.
+    # A public guest may use neither audio nor video until the host allows it; the
+    # host allows Gail and puts everyone on screen.
+    await expect(
+        guest.get_by_text("The moderator has turned off your microphone and camera.")
+    ).to_be_visible()
+    await host.get_by_role("combobox", name="What Gail Guest may use").select_option("audio_video")
     for name in ("Pat Patient", "Gail Guest"):
         await host.get_by_role("checkbox", name=f"Show {name} on screen").check()
 

@@ -105,15 +105,25 @@ async def test_the_moderator_chooses_who_is_shown_and_who_is_heard(
 ) -> None:
     three = await three_in_conference(lobby, join, moderator=True)
     host, patient, guest = three.everyone
-    # At first the staff are shown: the host sees everyone, the others see the host.
+    # At first the staff are shown, and the public guest may use neither audio nor
+    # video until the host allows it: the host sees and hears Pat, Pat and Gail the host.
     await receive_exactly(
         {
-            host: of((patient, BOTH), (guest, BOTH)),
-            patient: of((host, BOTH), (guest, ("audio",))),
+            host: of((patient, BOTH)),
+            patient: of((host, BOTH)),
             guest: of((host, BOTH), (patient, ("audio",))),
         }
     )
     steps: list[tuple[str, dict[str, Any], dict[MediaParticipant, set[tuple[str, str]]]]] = [
+        (
+            "set_permission",
+            {"participant": guest.id, "permission": "audio_video"},
+            {
+                host: of((patient, BOTH), (guest, BOTH)),
+                patient: of((host, BOTH), (guest, ("audio",))),
+                guest: of((host, BOTH), (patient, ("audio",))),
+            },
+        ),
         (
             "set_shown",
             {"participant": guest.id, "shown": True},
@@ -179,12 +189,13 @@ async def test_the_moderator_chooses_who_is_shown_and_who_is_heard(
     actions = [
         e["action"] for e in await audit.entries(app[keys.DATABASE], event_id=lobby.event_id)
     ]
-    assert actions.count("permission_changed") == 3 and actions.count("shown_changed") == 2
+    assert actions.count("permission_changed") == 4 and actions.count("shown_changed") == 2
 
 
 async def test_a_late_joiner_finds_the_moderators_choices(lobby: Lobby, join: Join) -> None:
     three = await three_in_conference(lobby, join, moderator=True)
     host, patient, guest = three.everyone
+    await host.request("set_permission", participant=guest.id, permission="audio_video")
     await host.request("set_shown", participant=guest.id, shown=True)
     await host.request("set_permission", participant=patient.id, permission="video")
 
@@ -208,6 +219,7 @@ async def test_who_leaves_stops_everywhere_and_who_comes_back_keeps_their_permis
 ) -> None:
     three = await three_in_conference(lobby, join, moderator=True)
     host, patient, guest = three.everyone
+    await host.request("set_permission", participant=guest.id, permission="audio_video")
     await host.request("set_permission", participant=patient.id, permission="video")
     await receive_exactly({host: of((patient, ("video",)), (guest, BOTH))})
 
@@ -285,3 +297,66 @@ async def test_the_conference_ends_at_the_events_end(
 
 async def all_closed(people: list[MediaParticipant]) -> bool:
     return all(p.closed_with is not None for p in people)
+
+
+async def test_a_page_that_closes_its_own_connection_stalls_nobody(
+    lobby: Lobby, join: Join, app: web.Application
+) -> None:
+    three = await three_in_conference(lobby, join, moderator=False)
+    await receive_exactly({three.patient: of((three.host, BOTH), (three.guest, BOTH))})
+    # Pat's page closes its peer connection (as a page does on a failure).
+    assert three.patient.pc is not None
+    await three.patient.pc.close()
+    closed = await three.patient.expect("media_closed")
+    assert closed["reason"] == "failed"
+    await receive_exactly({three.host: of((three.guest, BOTH))})
+    # Whoever comes next is served as usual.
+    quinn = await join(lobby.quinn_path, 160)
+    introduce([three.host, three.guest, quinn])
+    await enter(quinn)
+    await receive_exactly({quinn: of((three.host, BOTH), (three.guest, BOTH))})
+
+
+async def test_someone_taken_off_the_event_loses_the_media_and_the_others_go_on(
+    lobby: Lobby, join: Join, app: web.Application
+) -> None:
+    three = await three_in_conference(lobby, join, moderator=False)
+    scheduler = app[keys.SCHEDULER]
+    event = await scheduler.get_event(lobby.event_id)
+    pat_id = next(p.id for p in event.patients if p.name == "Pat Patel")
+    await scheduler.update_event(
+        lobby.host,
+        event.id,
+        EventInput(
+            event.title, event.event_type.id, event.start, event.end,
+            [s.id for s in event.staff], [p.id for p in event.patients if p.id != pat_id],
+        ),
+    )  # fmt: skip
+    await eventually(lambda: all_closed(three.everyone))
+    conference = app[keys.CONFERENCES].get(lobby.event_id)
+    assert conference is not None and three.patient.id not in conference.room.present
+    # The host and the guest come back (the pages reconnect) and carry on.
+    host = await join(lobby.host_path, 50)
+    guest = await join(lobby.public_path, 200, display_name="Gail Guest")
+    introduce([host, guest])
+    for participant in (host, guest):
+        await enter(participant)
+    await receive_exactly({host: of((guest, BOTH)), guest: of((host, BOTH))})
+
+
+async def test_two_windows_joining_at_once_leave_one_connection(
+    lobby: Lobby, join: Join, app: web.Application
+) -> None:
+    three = await three_in_conference(lobby, join, moderator=False)
+    second = await join(lobby.pat_path, 120)
+    introduce([*three.everyone, second])
+    for _ in range(3):
+        answers = await asyncio.gather(
+            three.patient.request("join_media"), second.request("join_media")
+        )
+        assert {a["type"] for a in answers} == {"result"}
+    conference = app[keys.CONFERENCES].get(lobby.event_id)
+    assert conference is not None
+    assert sorted(conference.room.present) == sorted(p.id for p in three.everyone)
+    # Whichever window kept it, Pat is seen: one connection, no leftovers.
+    await receive_exactly({three.host: of((three.patient, BOTH), (three.guest, BOTH))})

@@ -4,9 +4,11 @@ the conference goes on for everyone else."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from clinicconf import keys
 
@@ -37,6 +39,31 @@ def hundred_m_lines(offer_sdp: str) -> str:
     return head + sections
 
 
+async def real_answer(offer_sdp: str) -> str:
+    """What an aiortc peer answers to the offer, receiving on every m-line."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        return str(pc.localDescription.sdp)
+    finally:
+        await pc.close()
+
+
+async def answer_sending_everywhere(offer_sdp: str) -> str:
+    """Sending on the m-lines the server sends on, too (to have them decoded)."""
+    return re.sub(r"a=(sendonly|recvonly|inactive)\b", "a=sendrecv", await real_answer(offer_sdp))
+
+
+async def answer_with_many_candidates(offer_sdp: str) -> str:
+    """Thirty addresses for the server to send connectivity checks to."""
+    answer = await real_answer(offer_sdp)
+    candidates = "".join(
+        f"a=candidate:{n} 1 udp 2130706431 127.0.0.1 {40000 + n} typ host\r\n" for n in range(30)
+    )
+    return answer + candidates
+
+
 async def test_hostile_signalling_is_refused_and_the_conference_goes_on(
     lobby: Lobby, open_page: Any, join: Join, app: web.Application
 ) -> None:
@@ -46,28 +73,47 @@ async def test_hostile_signalling_is_refused_and_the_conference_goes_on(
     assert await refused(page, "join_media") == "not_started"
     assert (await host.request("start"))["type"] == "result"
 
-    assert await refused(page, "answer", sdp="v=0") == "no_media"
+    assert await refused(page, "answer", connection="c", sdp="v=0") == "no_media"
     assert await refused(page, "offer", sdp="v=0") == "unknown_type"
-    assert await refused(page, "answer", sdp=12) == "bad_message"
+    assert await refused(page, "answer", connection="c", sdp=12) == "bad_message"
 
     # Unreadable SDP: refused, and the media connection is closed.
     assert (await page.request("join_media"))["type"] == "result"
     offer = await page.receive("offer")
-    assert await refused(page, "answer", sdp="v=0\r\nthis is not SDP\r\n") == "bad_sdp"
-    assert await refused(page, "answer", sdp="v=0") == "no_media"
+    this = offer["connection"]
+    assert await refused(page, "answer", connection=this, sdp="v=0\r\nnot SDP\r\n") == "bad_sdp"
+    assert await refused(page, "answer", connection=this, sdp="v=0") == "no_media"
 
-    # A hundred m-lines, a truncated offer, no fingerprint, far too long: each refused
-    # before aiortc sees it (it would make a hundred decoder threads of the first).
+    # An answer to an earlier connection's offer: refused, the current one is kept.
+    assert (await page.request("join_media"))["type"] == "result"
+    offer = await page.receive("offer")
+    assert await refused(page, "answer", connection=this, sdp="v=0") == "stale"
+    assert await refused(page, "answer", connection=offer["connection"], sdp="v=0") == "bad_sdp"
+
+    # A hundred m-lines, a truncated offer, no fingerprint, far too long, sending on
+    # every m-line, thirty ICE candidates: each refused before aiortc applies it (the
+    # first would make a hundred decoder threads, the fifth a decoder per m-line).
+    # (Another patient's page: one page sending all of this would be closed for
+    # sending too many messages.)
+    page, _ = await open_page(lobby.quinn_path)
     mangled = [
-        hundred_m_lines(offer["sdp"]),
-        offer["sdp"].split("m=video")[0],
-        "\r\n".join(line for line in offer["sdp"].split("\r\n") if "fingerprint" not in line),
-        offer["sdp"] + "a=x-padding:" + "x" * 60_000 + "\r\n",
+        hundred_m_lines,
+        lambda offer: offer.split("m=video")[0],
+        lambda offer: "\r\n".join(
+            line for line in offer.split("\r\n") if "fingerprint" not in line
+        ),
+        lambda offer: offer + "a=x-padding:" + "x" * 60_000 + "\r\n",
     ]
-    for sdp in mangled:
+    for mangle in mangled:
         assert (await page.request("join_media"))["type"] == "result"
-        await page.receive("offer")
-        assert await refused(page, "answer", sdp=sdp) == "bad_sdp"
+        offer = await page.receive("offer")
+        sdp = mangle(offer["sdp"])
+        assert await refused(page, "answer", connection=offer["connection"], sdp=sdp) == "bad_sdp"
+    for hostile_answer in (answer_sending_everywhere, answer_with_many_candidates):
+        assert (await page.request("join_media"))["type"] == "result"
+        offer = await page.receive("offer")
+        sdp = await hostile_answer(offer["sdp"])
+        assert await refused(page, "answer", connection=offer["connection"], sdp=sdp) == "bad_sdp"
     room = app[keys.CONFERENCES].get(lobby.event_id).room  # type: ignore[union-attr]
     assert len(room.present) == 0
 
@@ -91,5 +137,7 @@ async def test_hostile_signalling_is_refused_and_the_conference_goes_on(
     for participant in (host, guest):
         await enter(participant)
     await receive_exactly({host: of((guest, BOTH)), guest: of((host, BOTH))})
-    assert await refused(guest, "answer", sdp=guest.pc.localDescription.sdp) == "out_of_turn"  # type: ignore[union-attr]
+    assert guest.pc is not None
+    again = {"connection": guest.connection, "sdp": guest.pc.localDescription.sdp}
+    assert await refused(guest, "answer", **again) == "out_of_turn"
     await receive_exactly({host: of((guest, BOTH)), guest: of((host, BOTH))})

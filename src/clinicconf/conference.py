@@ -112,8 +112,11 @@ def now_ms() -> int:
 
 
 def _participant(identity: Identity, invited: bool) -> Participant:
-    # In moderator mode the staff are on screen until the host says otherwise.
-    return Participant(_new_id(), identity, invited, shown=identity.is_host)
+    """In moderator mode the staff are on screen until the host says otherwise, and a
+    public guest uses neither audio nor video until the host allows it: someone the
+    host silenced cannot come back unsilenced under another name or browser."""
+    permission = Permission.NONE if identity.kind == "guest" else Permission.AUDIO_VIDEO
+    return Participant(_new_id(), identity, invited, shown=identity.is_host, permission=permission)
 
 
 class Conference:
@@ -184,6 +187,7 @@ class Conference:
             if participant.invited and key not in keys:
                 _cancel(participant.grace)
                 del self._participants[key]
+                self.room.remove(participant.public_id)
 
     # --- connections -------------------------------------------------------------------
 
@@ -323,10 +327,16 @@ class Conference:
     async def join_media(self, connection: Subscriber) -> None:
         if self.started_at is None:
             raise Refused("not_started", "The conference has not started yet.")
-        await self.room.join(self._participant_of(connection).public_id, connection)
+        if self._shut:
+            raise Refused("ended", "The conference has ended.")
+        participant = self._participant_of(connection)
+        await self.room.join(
+            participant.public_id, connection, guest=participant.identity.kind == "guest"
+        )
 
-    async def answer(self, connection: Subscriber, sdp: str) -> None:
-        await self.room.answer(self._participant_of(connection).public_id, connection, sdp)
+    async def answer(self, connection: Subscriber, media_connection: str, sdp: str) -> None:
+        participant = self._participant_of(connection)
+        await self.room.answer(participant.public_id, connection, media_connection, sdp)
 
     @property
     def moderated(self) -> bool:
@@ -352,7 +362,8 @@ class Conference:
 
     def _participant_of(self, connection: Subscriber) -> Participant:
         participant = self._participants.get(connection.identity.key)
-        assert participant is not None, "a joined page's person is in the conference"
+        if participant is None or connection not in participant.connections:
+            raise Refused("not_in_conference", "This link is no longer part of the event.")
         return participant
 
     def _by_public_id(self, participant_id: str) -> Participant:

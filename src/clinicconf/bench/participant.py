@@ -33,6 +33,8 @@ class Participant:
         self.ws = ws
         self._publish = {"audio": microphone, "video": camera}
         self.pc: RTCPeerConnection | None = None
+        # The server's name for the media connection `pc` belongs to.
+        self.connection: str | None = None
         self.welcome: dict[str, Any] = {}
         self.moderation: dict[str, Any] = {}
         # mid -> what the server says that m-line carries now.
@@ -42,7 +44,8 @@ class Participant:
         self._answers: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_id = 0
         self._tasks: list[asyncio.Task[None]] = []
-        self._reading_mids: set[str] = set()
+        # mid -> the task reading what arrives on it, for the current connection.
+        self._reading: dict[str, asyncio.Task[None]] = {}
 
     @property
     def id(self) -> str:
@@ -93,19 +96,23 @@ class Participant:
                 self._answers.pop(message["id"]).set_result(message)
             elif kind == "offer":
                 await self._answer(message)
-            elif kind == "tracks":
+            elif kind == "tracks" and message["connection"] == self.connection:
                 self.tracks = {t["mid"]: t for t in message["tracks"]}
+            elif kind == "media_closed" and message["connection"] == self.connection:
+                await self._close_media()
             elif kind == "moderation":
                 self.moderation = message
             self.messages.put_nowait(message)
         self.closed_with = self.ws.close_code
 
     async def _answer(self, offer: dict[str, Any]) -> None:
-        if self.pc is None:
+        if offer["connection"] != self.connection:  # a new media connection
+            await self._close_media()
             # As Chrome does with the server's offers: one transport for every m-line.
             configuration = RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-            self.pc = RTCPeerConnection(configuration)
+            self.pc, self.connection = RTCPeerConnection(configuration), offer["connection"]
         pc = self.pc
+        assert pc is not None
         await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
         mine = {mid: self._publish[kind] for kind, mid in offer["publish"].items()}
         for transceiver in pc.getTransceivers():
@@ -115,13 +122,12 @@ class Participant:
             else:
                 transceiver.direction = "recvonly"
         await pc.setLocalDescription(await pc.createAnswer())
-        await self.send("answer", sdp=pc.localDescription.sdp)
+        await self.send("answer", connection=self.connection, sdp=pc.localDescription.sdp)
         for transceiver in pc.getTransceivers():
             mid = transceiver.mid
-            if mid is not None and mid not in mine and mid not in self._reading_mids:
-                self._reading_mids.add(mid)
-                self._tasks.append(
-                    asyncio.create_task(self._receive(mid, transceiver.receiver.track))
+            if mid is not None and mid not in mine and mid not in self._reading:
+                self._reading[mid] = asyncio.create_task(
+                    self._receive(mid, transceiver.receiver.track)
                 )
 
     async def _receive(self, mid: str, track: MediaStreamTrack) -> None:
@@ -136,11 +142,20 @@ class Participant:
             if isinstance(frame, av.AudioFrame | av.VideoFrame):
                 self.received(entry["participant"] if entry else None, frame)
 
+    async def _close_media(self) -> None:
+        for task in self._reading.values():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._reading, self.tracks = {}, {}
+        if self.pc is not None:
+            await self.pc.close()
+        self.pc = self.connection = None
+
     async def close(self) -> None:
         await self.ws.close()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self.pc is not None:
-            await self.pc.close()
+        await self._close_media()

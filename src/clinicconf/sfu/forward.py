@@ -2,7 +2,8 @@
 
 The room only ever does three things with media: it publishes a received track
 (`Source`), gives each sending transceiver an `Outlet`, and points outlets at
-sources (or at nothing). This module is the only one that knows how that is carried.
+sources (or at nothing), through a `Forwarding`. This module is the only one that
+knows how that is carried.
 
 `TranscodingRelay` carries decoded frames: aiortc decodes each published track once,
 and each subscriber's sender encodes what its outlet hands it. An outlet never ends,
@@ -41,6 +42,16 @@ class Outlet(Protocol):
         """Carry `source` from now on; None carries nothing."""
 
     def close(self) -> None: ...
+
+
+class Forwarding(Protocol):
+    """A way of carrying tracks: the room's only view of media."""
+
+    def publish(self, transceiver: RTCRtpTransceiver, kind: Kind) -> Source:
+        """A track the page sends on `transceiver`, to be forwarded."""
+
+    def subscribe(self, transceiver: RTCRtpTransceiver, kind: Kind) -> Outlet:
+        """What the page receives on `transceiver`, connected to nothing yet."""
 
 
 class RelaySource:

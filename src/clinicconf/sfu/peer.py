@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -19,7 +20,7 @@ from typing import Any, Final
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.sdp import SessionDescription
 
-from .forward import Outlet, Source, TranscodingRelay
+from .forward import Forwarding, Outlet, Source
 from .router import KINDS, Kind
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,13 @@ log = logging.getLogger(__name__)
 # what a page may answer is checked against the offer anyway.
 MAX_SDP_CHARS: Final = 60_000
 ANSWER_TIMEOUT_SECONDS: Final = 15.0
+# A browser offers a handful (an address per interface, a relay or two); each one is
+# an address the server would send connectivity checks to.
+MAX_CANDIDATES: Final = 20
+# The directions the page may answer: on its own m-lines it sends (or, without that
+# device, nothing); on the others it only receives.
+_SENDING: Final = ("sendonly", "inactive")
+_RECEIVING: Final = ("recvonly", "inactive")
 _CODECS: Final = {"audio": ("audio/opus",), "video": ("video/VP8", "video/rtx")}
 
 
@@ -54,11 +62,14 @@ class Peer:
     def __init__(
         self,
         pc: RTCPeerConnection,
-        forwarding: TranscodingRelay,
+        forwarding: Forwarding,
         send: Callable[[dict[str, Any]], None],
         offer_extras: dict[str, Any],
         failed: Callable[[Peer, str], None],
     ) -> None:
+        # Names this connection in every message about it: a page tells an offer or a
+        # closing of its current connection from one of an earlier connection.
+        self.id = secrets.token_hex(4)
         self._pc = pc
         self._forwarding = forwarding
         self._send = send
@@ -67,6 +78,8 @@ class Peer:
         self._publish = {kind: self._transceiver(kind, "recvonly") for kind in KINDS}
         self.sources: dict[Kind, Source] = {}
         self.slots: list[Slot] = []
+        # From the moment an offer is begun until its answer is applied: one at a time.
+        self._negotiating = False
         self._waiting_answer: SessionDescription | None = None
         self._offer_again = False
         self._answer_timer: asyncio.TimerHandle | None = None
@@ -104,11 +117,19 @@ class Peer:
         """Send an offer now, or once the page has answered the one it has."""
         if self.closed:
             return
-        if self._waiting_answer is not None:
+        if self._negotiating:
             self._offer_again = True
             return
-        self._offer_again = False
-        await self._pc.setLocalDescription(await self._pc.createOffer())
+        self._negotiating, self._offer_again = True, False
+        try:
+            await self._pc.setLocalDescription(await self._pc.createOffer())
+        except Exception as exc:  # the connection was closed under us, by the page or aiortc
+            if not self.closed:
+                log.info("an offer could not be made: %s", type(exc).__name__)
+                self._failed(self, "The connection to the media server was lost.")
+            return
+        if self.closed:
+            return
         description = self._pc.localDescription
         self._waiting_answer = SessionDescription.parse(description.sdp)
         self._answer_timer = asyncio.get_running_loop().call_later(
@@ -116,7 +137,13 @@ class Peer:
         )
         publish = {kind: transceiver.mid for kind, transceiver in self._publish.items()}
         self._send(
-            {"type": "offer", "sdp": description.sdp, "publish": publish, **self._offer_extras}
+            {
+                "type": "offer",
+                "connection": self.id,
+                "sdp": description.sdp,
+                "publish": publish,
+                **self._offer_extras,
+            }
         )
 
     async def answer(self, sdp: str) -> None:
@@ -124,7 +151,9 @@ class Peer:
         offer = self._waiting_answer
         if offer is None:
             raise OutOfTurn("No offer is waiting for an answer.")
-        self._check(sdp, offer)
+        publish_mids = {transceiver.mid for transceiver in self._publish.values()}
+        self._check(sdp, offer, publish_mids)
+        self._waiting_answer = None
         if self._answer_timer is not None:
             self._answer_timer.cancel()
         try:
@@ -134,7 +163,9 @@ class Peer:
         except Exception as exc:  # aiortc raises many kinds on what it cannot apply
             log.info("an answer could not be applied: %s", type(exc).__name__)
             raise BadAnswer("The answer could not be applied.") from None
-        self._waiting_answer = None
+        if self.closed:
+            return
+        self._negotiating = False
         for kind, transceiver in self._publish.items():
             if kind not in self.sources and transceiver.receiver.track is not None:
                 self.sources[kind] = self._forwarding.publish(transceiver, kind)
@@ -142,7 +173,9 @@ class Peer:
             await self.offer()
 
     @staticmethod
-    def _check(sdp: str, offer: SessionDescription) -> None:
+    def _check(sdp: str, offer: SessionDescription, publish_mids: set[str | None]) -> None:
+        """What the page answers must be the offer's m-lines, in order, in the
+        directions offered: it sends on its own two, and only receives on the others."""
         if len(sdp) > MAX_SDP_CHARS:
             raise BadAnswer("The answer is too long.")
         try:
@@ -153,11 +186,18 @@ class Peer:
         answered = [(m.kind, m.rtp.muxId) for m in answer.media]
         if answered != offered:
             raise BadAnswer("The answer does not match the offer.")
+        for media in answer.media:
+            allowed = _SENDING if media.rtp.muxId in publish_mids else _RECEIVING
+            if media.direction not in allowed:
+                raise BadAnswer(f"The answer's m-line {media.rtp.muxId} is {media.direction}.")
         if not any(line.startswith("a=fingerprint:") for line in sdp.splitlines()):
             raise BadAnswer("The answer has no DTLS fingerprint.")
+        if len(_candidates(sdp)) > MAX_CANDIDATES:
+            raise BadAnswer(f"The answer has more than {MAX_CANDIDATES} ICE candidates.")
 
     def _connection_state_changed(self) -> None:
-        if self._pc.connectionState == "failed":
+        # "closed" without our closing it: the page closed its end (DTLS close).
+        if self._pc.connectionState in ("failed", "closed") and not self.closed:
             self._failed(self, "The connection to the media server was lost.")
 
     async def close(self) -> None:
@@ -183,7 +223,7 @@ def spread_candidates(sdp: str) -> str:
     all of them."""
     newline = "\r\n" if "\r\n" in sdp else "\n"
     lines = [line for line in sdp.split(newline) if line]
-    candidates = [line for line in lines if line.startswith("a=candidate:")]
+    candidates = _candidates(sdp)
     if not candidates:
         return sdp
     out: list[str] = []
@@ -198,3 +238,9 @@ def spread_candidates(sdp: str) -> str:
         out.append(line)
     out.extend(candidates)
     return newline.join(out) + newline
+
+
+def _candidates(sdp: str) -> list[str]:
+    """The answer's distinct ICE candidate lines, in order."""
+    lines = (line.strip() for line in sdp.splitlines())
+    return list(dict.fromkeys(line for line in lines if line.startswith("a=candidate:")))

@@ -19,15 +19,19 @@ from aiortc import RTCPeerConnection
 from ..config import Settings
 from ..errors import Refused
 from . import ice
-from .forward import TranscodingRelay
+from .forward import Forwarding, TranscodingRelay
 from .peer import BadAnswer, OutOfTurn, Peer
 from .router import Kind, Member, routes
 
 log = logging.getLogger(__name__)
+# aiortc and aioice log SDPs and candidate pairs (participants' IP addresses, ICE
+# passwords) at debug and info level: keep them out of the server's log.
+for _chatty in ("aiortc", "aioice"):
+    logging.getLogger(_chatty).setLevel(logging.WARNING)
 
-# People sending media at once in one conference: the decoded-frame relay costs a
-# VP8 encode per forwarded video, so a 2-core host carries a handful of them.
-MAX_MEDIA_PEOPLE: Final = 16
+# Public guests sending media at once in one conference: a bound on what one public
+# link can bring in. The staff and patients of the event are never refused.
+MAX_MEDIA_GUESTS: Final = 12
 
 
 class Page(Protocol):
@@ -59,12 +63,15 @@ class Room:
     def __init__(self, roster: Roster, settings: Settings) -> None:
         self._roster = roster
         self._settings = settings
-        self._forwarding = TranscodingRelay()
+        self._forwarding: Forwarding = TranscodingRelay()
         self._people: dict[str, _Attendance] = {}
         self._dirty = False
         self._applier: asyncio.Task[None] | None = None
-        # Peers being closed after a failure, each owned here until done.
+        # Peers being closed, each in a task owned here until done: the page's handler
+        # that dropped it may itself be cancelled meanwhile (at shutdown).
         self._closing: set[asyncio.Task[None]] = set()
+        self._guests: set[str] = set()
+        self._closed = False
 
     @property
     def present(self) -> set[str]:
@@ -72,35 +79,45 @@ class Room:
 
     # --- pages' intents ----------------------------------------------------------------
 
-    async def join(self, participant: str, page: Page) -> None:
+    async def join(self, participant: str, page: Page, *, guest: bool) -> None:
         """Open `page`'s media connection; another page of the same person loses its own."""
-        if participant not in self._people and len(self._people) >= MAX_MEDIA_PEOPLE:
-            raise Refused("media_full", f"{MAX_MEDIA_PEOPLE} people already send media here.")
-        earlier = self._people.pop(participant, None)
+        if self._closed:
+            raise Refused("ended", "The conference has ended.")
+        guests_in = self._guests & set(self._people) - {participant}
+        if guest and len(guests_in) >= MAX_MEDIA_GUESTS:
+            raise Refused("media_full", f"{MAX_MEDIA_GUESTS} guests already take part here.")
+        pc = RTCPeerConnection(ice.server_configuration(self._settings))
+        extras = {"ice_servers": ice.browser_ice_servers(self._settings, participant)}
+        peer = Peer(pc, self._forwarding, page.send, extras, self._peer_failed)
+        # In its place before any wait, so that two windows joining at once each
+        # replace the other's peer rather than both keeping one.
+        earlier = self._people.get(participant)
+        self._people[participant] = _Attendance(page, peer)
+        if guest:
+            self._guests.add(participant)
+        self.changed()
         if earlier is not None:
             if earlier.page is not page:
                 earlier.page.send(
                     {
                         "type": "media_closed",
+                        "connection": earlier.peer.id,
                         "reason": "elsewhere",
                         "message": "This conference is open in another window.",
                     }
                 )
-            await earlier.peer.close()
-        pc = RTCPeerConnection(ice.server_configuration(self._settings))
-        extras = {"ice_servers": ice.browser_ice_servers(self._settings, participant)}
-        peer = Peer(pc, self._forwarding, page.send, extras, self._peer_failed)
-        self._people[participant] = _Attendance(page, peer)
-        self.changed()
+            await asyncio.shield(self._drop(participant, earlier))
 
-    async def answer(self, participant: str, page: Page, sdp: str) -> None:
+    async def answer(self, participant: str, page: Page, connection: str, sdp: str) -> None:
         attendance = self._attendance(participant, page)
+        if attendance.peer.id != connection:
+            raise Refused("stale", "That offer was for an earlier media connection.")
         try:
             await attendance.peer.answer(sdp)
         except OutOfTurn as exc:
             raise Refused("out_of_turn", str(exc)) from None
         except BadAnswer as exc:
-            await self._drop(participant, attendance)
+            await asyncio.shield(self._drop(participant, attendance))
             raise Refused("bad_sdp", f"{exc} The media connection is closed.") from None
         self.changed()
 
@@ -108,7 +125,13 @@ class Room:
         """The page has gone (or left): its media stops everywhere."""
         attendance = self._people.get(participant)
         if attendance is not None and attendance.page is page:
-            await self._drop(participant, attendance)
+            await asyncio.shield(self._drop(participant, attendance))
+
+    def remove(self, participant: str) -> None:
+        """The person is no longer in the conference (taken off the event)."""
+        attendance = self._people.get(participant)
+        if attendance is not None:
+            self._drop(participant, attendance)
 
     def _attendance(self, participant: str, page: Page) -> _Attendance:
         attendance = self._people.get(participant)
@@ -116,26 +139,35 @@ class Room:
             raise Refused("no_media", "This page has no media connection: send join_media.")
         return attendance
 
-    async def _drop(self, participant: str, attendance: _Attendance) -> None:
+    def _drop(self, participant: str, attendance: _Attendance) -> asyncio.Task[None]:
+        """The peer is out of the room at once; its closing runs in a task of its own."""
         if self._people.get(participant) is attendance:
             del self._people[participant]
-        await attendance.peer.close()
+        closing = asyncio.create_task(attendance.peer.close(), name="peer-close")
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
         self.changed()
+        return closing
 
     def _peer_failed(self, peer: Peer, message: str) -> None:
         for participant, attendance in list(self._people.items()):
             if attendance.peer is peer:
                 attendance.page.send(
-                    {"type": "media_closed", "reason": "failed", "message": message}
+                    {
+                        "type": "media_closed",
+                        "connection": peer.id,
+                        "reason": "failed",
+                        "message": message,
+                    }
                 )
-                task = asyncio.create_task(self._drop(participant, attendance), name="peer-drop")
-                self._closing.add(task)
-                task.add_done_callback(self._closing.discard)
+                self._drop(participant, attendance)
 
     # --- applying the router's table ---------------------------------------------------
 
     def changed(self) -> None:
         """The conference's state changed: apply the table again, soon and once."""
+        if self._closed:
+            return
         self._dirty = True
         if self._applier is None or self._applier.done():
             self._applier = asyncio.create_task(self._apply_while_dirty(), name="room-apply")
@@ -149,26 +181,52 @@ class Room:
                 log.exception("applying the forwarding table failed")
 
     async def _apply(self) -> None:
-        members = [self._roster.member(participant) for participant in self._people]
+        """Route first, for everyone at once (a moderator's change takes effect
+        before any page is asked to renegotiate), then make the offers needed."""
+        people = {p: a for p, a in self._people.items() if not a.peer.closed}
+        members = [self._roster.member(participant) for participant in people]
         table = routes(members, self._roster.moderated)
         hosts = {m.id for m in members if m.host}
-        for subscriber, attendance in list(self._people.items()):
-            peer = attendance.peer
-            wanted = {(r.publisher, r.kind) for r in table if r.subscriber == subscriber}
-            needs_offer = not attendance.offered
-            for slot in peer.slots:
-                if slot.publisher is not None and slot.publisher not in self._people:
-                    slot.publisher = None  # free for whoever comes next
-                if (slot.publisher, slot.kind) not in wanted:
-                    slot.outlet.connect(None)
-            for publisher, kind in sorted(wanted):
-                slot, new = peer.slot_for(kind, publisher)
-                needs_offer = needs_offer or new
-                slot.outlet.connect(self._people[publisher].peer.sources.get(kind))
-            if needs_offer and not peer.closed:
-                attendance.offered = True
-                await peer.offer()
-            self._tell_tracks(subscriber, attendance, wanted, show_all=subscriber in hosts)
+        wanted: dict[str, set[tuple[str, Kind]]] = {p: set() for p in people}
+        for route in table:
+            wanted[route.subscriber].add((route.publisher, route.kind))
+        offers = [
+            self._route(subscriber, attendance, wanted[subscriber], people)
+            for subscriber, attendance in people.items()
+        ]
+        await asyncio.gather(
+            *(self._offer(a) for a, needed in zip(people.values(), offers, strict=True) if needed)
+        )
+        for subscriber, attendance in people.items():
+            if self._people.get(subscriber) is attendance:  # still here after the offers
+                self._tell_tracks(subscriber, attendance, wanted[subscriber], subscriber in hosts)
+
+    def _route(
+        self,
+        subscriber: str,
+        attendance: _Attendance,
+        wanted: set[tuple[str, Kind]],
+        people: dict[str, _Attendance],
+    ) -> bool:
+        """Point the subscriber's outlets at what it may receive; True when it needs
+        an offer (its first, or new m-lines)."""
+        peer = attendance.peer
+        needs_offer = not attendance.offered
+        for slot in peer.slots:
+            if slot.publisher is not None and slot.publisher not in people:
+                slot.publisher = None  # free for whoever comes next
+            if (slot.publisher, slot.kind) not in wanted:
+                slot.outlet.connect(None)
+        for publisher, kind in sorted(wanted):
+            slot, new = peer.slot_for(kind, publisher)
+            needs_offer = needs_offer or new
+            slot.outlet.connect(people[publisher].peer.sources.get(kind))
+        return needs_offer
+
+    @staticmethod
+    async def _offer(attendance: _Attendance) -> None:
+        attendance.offered = True
+        await attendance.peer.offer()
 
     def _tell_tracks(
         self,
@@ -184,8 +242,9 @@ class Room:
             mid, publisher = slot.transceiver.mid, slot.publisher
             if mid is None or publisher is None or (publisher, slot.kind) not in wanted:
                 continue
-            if slot.kind not in self._people[publisher].peer.sources:
-                continue
+            sender = self._people.get(publisher)
+            if sender is None or slot.kind not in sender.peer.sources:
+                continue  # gone meanwhile, or not sending yet
             member = self._roster.member(publisher)
             tracks.append(
                 {
@@ -199,18 +258,19 @@ class Room:
             )
         if tracks != attendance.last_tracks:
             attendance.last_tracks = tracks
-            attendance.page.send({"type": "tracks", "tracks": tracks})
+            attendance.page.send(
+                {"type": "tracks", "connection": attendance.peer.id, "tracks": tracks}
+            )
 
     async def close(self) -> None:
+        self._closed = True
+        for participant, attendance in list(self._people.items()):
+            self._drop(participant, attendance)
         if self._applier is not None:
             self._applier.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._applier
-        people, self._people = list(self._people.values()), {}
-        for attendance in people:
-            await attendance.peer.close()
-        for task in list(self._closing):
-            await task
+        await asyncio.gather(*self._closing)
 
 
 RoomFactory = Callable[[Roster], Room]

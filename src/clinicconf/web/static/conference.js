@@ -50,6 +50,11 @@ export class Conference {
   #negotiation = Promise.resolve();
   #publish = {}; // kind -> the mid this page sends it on
   #tracks = []; // what the server last said this page receives
+  // The server names each media connection: an offer, a tracks list or a closing
+  // for an earlier one (crossing a "Try again" on the wire) is told apart.
+  #connection = null; // the connection #pc belongs to
+  #latestOffered = null; // the newest connection the server has offered
+  #tracksOf = null; // the connection #tracks describes
   #remote = new Map(); // mid -> its tile (video) or <audio>
   #entered = false;
   #joined = false; // join_media sent, and the connection not closed since
@@ -123,15 +128,17 @@ export class Conference {
   receive(message) {
     switch (message.type) {
       case "offer":
+        this.#latestOffered = message.connection;
         this.#queue(() => this.#answer(message));
         break;
       case "tracks":
         if (!this.#joined) return; // news of a connection already closed
         this.#tracks = message.tracks;
-        this.#renderTracks();
+        this.#tracksOf = message.connection;
+        this.#renderTracks(); // shown once that connection is this page's
         break;
       case "media_closed":
-        this.#mediaClosed(message);
+        if (message.connection === this.#latestOffered) this.#mediaClosed(message);
         break;
     }
   }
@@ -261,11 +268,14 @@ export class Conference {
     this.#negotiation = this.#negotiation.then(step);
   }
 
-  async #answer({ sdp, publish, ice_servers: iceServers }) {
-    if (!this.#joined) return; // an offer for a connection this page has let go
+  async #answer({ connection, sdp, publish, ice_servers: iceServers }) {
+    if (!this.#joined || connection !== this.#latestOffered) return; // let go, or superseded
     let pc = this.#pc;
     try {
-      pc ??= this.#connect(iceServers);
+      if (connection !== this.#connection) {
+        this.#pc?.close(); // a new connection replaces the earlier one
+        pc = this.#connect(connection, iceServers);
+      }
       await pc.setRemoteDescription({ type: "offer", sdp });
       if (pc !== this.#pc) return;
       this.#publish = publish;
@@ -285,7 +295,7 @@ export class Conference {
       if (pc !== this.#pc) return;
       this.#channel.request(
         "answer",
-        { sdp: pc.localDescription.sdp },
+        { connection, sdp: pc.localDescription.sdp },
         (message) => this.#answerRefused(pc, message),
         { quiet: true },
       );
@@ -294,9 +304,10 @@ export class Conference {
     }
   }
 
-  #connect(iceServers) {
+  #connect(connection, iceServers) {
     const pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
     this.#pc = pc;
+    this.#connection = connection;
     pc.addEventListener("connectionstatechange", () => {
       if (pc === this.#pc && pc.connectionState === "failed") this.#mediaFailed(CONNECTION_LOST);
     });
@@ -350,6 +361,7 @@ export class Conference {
   #closeMedia() {
     this.#pc?.close();
     this.#pc = null;
+    this.#connection = null;
     this.#publish = {};
     this.#tracks = [];
     this.#renderTracks();
@@ -359,14 +371,15 @@ export class Conference {
   // --- the others' sound and video ---------------------------------------------------
 
   #renderTracks() {
-    const listed = new Set(this.#tracks.map((entry) => entry.mid));
+    const current = this.#tracksOf === this.#connection ? this.#tracks : [];
+    const listed = new Set(current.map((entry) => entry.mid));
     for (const [mid, element] of this.#remote) {
       if (!listed.has(mid)) {
         element.remove();
         this.#remote.delete(mid);
       }
     }
-    for (const entry of this.#tracks) {
+    for (const entry of current) {
       const video = entry.kind === "video";
       let element = this.#remote.get(entry.mid);
       if (!element) {
@@ -378,7 +391,7 @@ export class Conference {
       else element.dataset.participant = entry.participant;
       this.#play(video ? element.querySelector("video") : element, entry.mid);
     }
-    this.#elements.noVideo.hidden = this.#tracks.some((entry) => entry.kind === "video");
+    this.#elements.noVideo.hidden = current.some((entry) => entry.kind === "video");
   }
 
   /** Play what the media server sends on this mid, once its receiver exists. */

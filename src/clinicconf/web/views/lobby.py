@@ -144,9 +144,9 @@ async def join_media(session: Session, message: dict[str, Any]) -> None:
     await session.conference.join_media(session.joined())
 
 
-@handles("answer", sdp=str)
+@handles("answer", connection=str, sdp=str)
 async def answer(session: Session, message: dict[str, Any]) -> None:
-    await session.conference.answer(session.joined(), message["sdp"])
+    await session.conference.answer(session.joined(), message["connection"], message["sdp"])
 
 
 @handles("leave")
