@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from clinicconf import accounts, keys
 from clinicconf.app import create_app
-from clinicconf.config import Settings
+from clinicconf.config import Forwarding, Settings
 from clinicconf.scheduling import Scheduler, StaffInput
 from clinicconf.security import hash_password
 
@@ -29,13 +29,20 @@ LOOPBACK_ICE = "127.0.0.1"
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def forwarding() -> Forwarding:
+    """How the SFU carries media; a test may parametrize it to run on both paths."""
+    return "packets"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, forwarding: Forwarding) -> Settings:
     return Settings(
         host="127.0.0.1",
         port=0,
         data_dir=tmp_path / "data",
         time_zone="UTC",
         ice_addresses=LOOPBACK_ICE,
+        forwarding=forwarding,
     )
 
 

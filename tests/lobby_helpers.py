@@ -20,7 +20,7 @@ from yarl import URL
 
 from clinicconf import keys
 from clinicconf.accounts import StaffUser
-from clinicconf.config import Settings
+from clinicconf.config import Forwarding, Settings
 from clinicconf.db import utc_now
 from clinicconf.links import LinkKind
 from clinicconf.scheduling import EventInput, EventTypeInput, PatientInput
@@ -33,11 +33,12 @@ RECEIVE_TIMEOUT = 5.0
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def settings(tmp_path: Path, forwarding: Forwarding) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
         presence_grace_seconds=GRACE_SECONDS,
         ice_addresses=LOOPBACK_ICE,
+        forwarding=forwarding,
     )
 
 

@@ -9,6 +9,7 @@ import array
 import asyncio
 import fractions
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,13 +18,16 @@ from typing import Any
 import av
 import pytest
 from aiohttp.client_ws import ClientWebSocketResponse
-from aiortc import MediaStreamTrack
+from aiortc import MediaStreamTrack, RTCRtpTransceiver
 
 from clinicconf.bench.participant import Participant
 
 from .lobby_helpers import Client
 
 VIDEO_SIZE = (160, 120)
+# Longer without a picture from someone is a pause (hidden, then shown again).
+PAUSE_SECONDS = 0.5
+_RTX = re.compile(r"a=rtpmap:(\d+) rtx/90000")
 FRAMES_PER_SECOND = 15
 SAMPLE_RATE = 48_000
 AUDIO_SAMPLES = 960  # 20 ms
@@ -76,6 +80,23 @@ class ToneMicrophone(MediaStreamTrack):
         return frame
 
 
+def begins_vp8_keyframe(payload: bytes) -> bool:
+    """RFC 7741: the payload descriptor (one byte, more with its X bit and the bits
+    of the extension byte), then the VP8 frame's first byte, whose lowest bit is 0
+    for a keyframe; S=1 and PID=0 in the descriptor mark the frame's first packet."""
+    if not payload:
+        return False
+    first, size = payload[0], 1
+    if first & 0x80:  # X: an extension byte follows, saying what else follows
+        extension = payload[1]
+        size = 2
+        if extension & 0x80:  # I: a picture id, one or two bytes
+            size += 2 if payload[size] & 0x80 else 1
+        size += bool(extension & 0x40) + bool(extension & 0x30)  # TL0PICIDX; TID/KEYIDX
+    starts_partition_zero = first & 0x10 and (first & 0x0F) == 0
+    return bool(starts_partition_zero) and len(payload) > size and not payload[size] & 0x01
+
+
 def mean_luma(frame: av.VideoFrame) -> float:
     plane = frame.planes[0]
     data = bytes(plane)  # rows are line_size apart: skip their padding
@@ -94,11 +115,19 @@ def loudness(frame: av.AudioFrame) -> float:
 
 class MediaParticipant(Participant):
     """A participant whose camera films a flat `shade`, and who counts what it
-    decodes by publisher, checking each picture is the publisher's own."""
+    decodes by publisher, checking each picture is the publisher's own. With
+    `lose_every`, the network loses one video packet in that many on the way to it."""
 
-    def __init__(self, ws: ClientWebSocketResponse, shade: int) -> None:
+    def __init__(
+        self, ws: ClientWebSocketResponse, shade: int, lose_every: int | None = None
+    ) -> None:
         super().__init__(ws, ToneMicrophone(), FlatCamera(shade))
         self.shade = shade
+        # For each video m-line, whether the first packet after each pause (the first
+        # ever included) began a keyframe: anything else would show a broken picture.
+        self.starts_after_pauses: list[tuple[str, bool]] = []
+        self._lose_every = lose_every
+        self.retransmissions = 0
         # (publisher id, kind) -> frames decoded; video frames only if of the right shade.
         self.frames: Counter[tuple[str, str]] = Counter()
         self.wrong_pictures = 0
@@ -115,6 +144,37 @@ class MediaParticipant(Participant):
         elif loudness(frame) > 500:
             self.frames[(publisher or "", "audio")] += 1
 
+    def watch(
+        self, mid: str, transceiver: RTCRtpTransceiver, offer_sdp: str
+    ) -> asyncio.Task[None] | None:
+        if transceiver.kind == "video":
+            retransmission_types = {int(pt) for pt in _RTX.findall(offer_sdp)}
+            self._watch_packets(mid, transceiver.receiver, retransmission_types)
+        return super().watch(mid, transceiver, offer_sdp)
+
+    def _watch_packets(self, mid: str, receiver: Any, retransmission_types: set[int]) -> None:
+        """Between the network and aiortc's receiver: note how each run of packets
+        begins, and with `lose_every`, lose one packet in that many on the way
+        (never a retransmission)."""
+        receive = receiver._handle_rtp_packet
+        arrived, last_at = 0, -1.0
+
+        async def watched(packet: Any, arrival_time_ms: int) -> None:
+            nonlocal arrived, last_at
+            if packet.payload_type in retransmission_types:
+                self.retransmissions += 1
+            else:
+                arrived += 1
+                if self._lose_every and arrived % self._lose_every == 0:
+                    return
+                now = time.monotonic()
+                if last_at < 0 or now - last_at > PAUSE_SECONDS:
+                    self.starts_after_pauses.append((mid, begins_vp8_keyframe(packet.payload)))
+                last_at = now
+            await receive(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = watched
+
     async def receiving(self, seconds: float = 1.0) -> set[tuple[str, str]]:
         """What frames arrived from, over the next `seconds`."""
         before = Counter(self.frames)
@@ -130,8 +190,10 @@ async def join(client: Client) -> AsyncIterator[Join]:
     """Open a page on `path` and say hello; `shade` is the participant's picture."""
     opened: list[MediaParticipant] = []
 
-    async def join_(path: str, shade: int, **hello: Any) -> MediaParticipant:
-        participant = MediaParticipant(await client.ws_connect(path), shade)
+    async def join_(
+        path: str, shade: int, lose_every: int | None = None, **hello: Any
+    ) -> MediaParticipant:
+        participant = MediaParticipant(await client.ws_connect(path), shade, lose_every)
         opened.append(participant)
         await participant.hello(**hello)
         return participant

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from clinicconf import audit, keys
@@ -81,6 +82,7 @@ async def receive_exactly(expected: dict[MediaParticipant, set[tuple[str, str]]]
     await eventually(check, within=15.0)
 
 
+@pytest.mark.parametrize("forwarding", ["packets", "transcode"])
 async def test_without_moderator_everyone_receives_everyone(lobby: Lobby, join: Join) -> None:
     three = await three_in_conference(lobby, join, moderator=False)
     host, patient, guest = three.everyone
@@ -100,6 +102,7 @@ async def test_without_moderator_everyone_receives_everyone(lobby: Lobby, join: 
     assert names == {host.id: "Ada Admin", guest.id: "Participant"}
 
 
+@pytest.mark.parametrize("forwarding", ["packets", "transcode"])
 async def test_the_moderator_chooses_who_is_shown_and_who_is_heard(
     lobby: Lobby, join: Join, app: web.Application
 ) -> None:
@@ -360,3 +363,46 @@ async def test_two_windows_joining_at_once_leave_one_connection(
     assert sorted(conference.room.present) == sorted(p.id for p in three.everyone)
     # Whichever window kept it, Pat is seen: one connection, no leftovers.
     await receive_exactly({three.host: of((three.patient, BOTH), (three.guest, BOTH))})
+
+
+async def test_every_picture_starts_on_a_keyframe_even_when_shown_again(
+    lobby: Lobby, join: Join
+) -> None:
+    """Forwarded packets are held for a subscriber until its publisher's next
+    keyframe, which the server asks for: a picture never starts broken."""
+    three = await three_in_conference(lobby, join, moderator=True)
+    host, patient, guest = three.everyone
+    await host.request("set_permission", participant=guest.id, permission="audio_video")
+    await host.request("set_shown", participant=guest.id, shown=True)
+    await receive_exactly({patient: of((host, BOTH), (guest, BOTH))})
+    await host.request("set_shown", participant=guest.id, shown=False)
+    await receive_exactly({patient: of((host, BOTH), (guest, ("audio",)))})
+    await host.request("set_shown", participant=guest.id, shown=True)
+    await receive_exactly({patient: of((host, BOTH), (guest, BOTH))})
+
+    gail_mid = next(
+        mid
+        for mid, track in patient.tracks.items()
+        if track["participant"] == guest.id and track["kind"] == "video"
+    )
+    starts = [keyframe for mid, keyframe in patient.starts_after_pauses if mid == gail_mid]
+    assert starts == [True, True]  # shown, then shown again
+    assert all(keyframe for _, keyframe in patient.starts_after_pauses)
+    assert patient.wrong_pictures == 0
+
+
+async def test_packets_lost_on_the_way_to_a_subscriber_are_sent_again(
+    lobby: Lobby, join: Join
+) -> None:
+    host = await join(lobby.host_path, 50)
+    patient = await join(lobby.pat_path, 120, lose_every=12)
+    assert (await host.request("start"))["type"] == "result"
+    introduce([host, patient])
+    for participant in (host, patient):
+        await enter(participant)
+    # One video packet in twelve lost, and still the picture keeps coming, whole:
+    # the server answers the patient's NACKs from what it sent (as RTX).
+    await receive_exactly({patient: of((host, BOTH))})
+    await receive_exactly({patient: of((host, BOTH))})
+    assert patient.retransmissions > 0
+    assert patient.wrong_pictures == 0

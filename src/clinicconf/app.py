@@ -16,6 +16,7 @@ from .notify.sender import OutboxSender
 from .scheduling import Scheduler
 from .security import load_or_create_secret_key
 from .sfu import ice
+from .sfu.passthrough import verify_aiortc
 from .sfu.room import Room, Roster
 from .throttle import SignInThrottle
 from .web import middleware
@@ -69,6 +70,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     links = JoinLinks(app[keys.SECRET_KEY], settings.public_base_url)
     sender = OutboxSender(db, settings, links)
     ice.install(settings)
+    if settings.forwarding == "packets":
+        await verify_aiortc()  # refuse to start rather than forward nothing
 
     def new_room(roster: Roster) -> Room:
         return Room(roster, settings)

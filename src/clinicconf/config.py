@@ -19,6 +19,7 @@ import phonenumbers
 ENV_PREFIX: Final = "CLINICCONF_"
 
 SmtpSecurity = Literal["starttls", "tls", "none"]
+Forwarding = Literal["packets", "transcode"]
 
 # The STUN and TURN URL forms aiortc uses (aiortc/rtcicetransport.py connection_kwargs):
 # it silently skips others (stuns:, turns: over udp, another transport), which would
@@ -83,6 +84,13 @@ class Settings:
     turn_secret: str = field(default="", repr=False)
     turn_credential_hours: int = 12
 
+    # "packets": the SFU forwards what it receives as it is; "transcode": it decodes
+    # each video and encodes it again for each receiver (costly; a benchmark baseline).
+    forwarding: Forwarding = "packets"
+    # The most a participant's camera may send, in bits per second (REMB feedback):
+    # there is one stream per camera, so this is also what each receiver gets.
+    max_video_bitrate: int = 1_500_000
+
     @property
     def public_base_url(self) -> str:
         return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")
@@ -139,6 +147,10 @@ class Settings:
         if self.phone_region not in phonenumbers.SUPPORTED_REGIONS:
             raise ConfigError("phone_region: must be a two-letter region code such as US or GB")
         self._validate_ice()
+        if self.forwarding not in typing.get_args(Forwarding):
+            raise ConfigError("forwarding: must be packets or transcode")
+        if not 100_000 <= self.max_video_bitrate <= 10_000_000:
+            raise ConfigError("max_video_bitrate: must be between 100000 and 10000000")
 
     def _validate_ice(self) -> None:
         for address in self.ice_address_list:

@@ -18,6 +18,7 @@ from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
+    RTCRtpTransceiver,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
@@ -45,7 +46,7 @@ class Participant:
         self._next_id = 0
         self._tasks: list[asyncio.Task[None]] = []
         # mid -> the task reading what arrives on it, for the current connection.
-        self._reading: dict[str, asyncio.Task[None]] = {}
+        self._reading: dict[str, asyncio.Task[None] | None] = {}
 
     @property
     def id(self) -> str:
@@ -126,9 +127,15 @@ class Participant:
         for transceiver in pc.getTransceivers():
             mid = transceiver.mid
             if mid is not None and mid not in mine and mid not in self._reading:
-                self._reading[mid] = asyncio.create_task(
-                    self._receive(mid, transceiver.receiver.track)
-                )
+                self._reading[mid] = self.watch(mid, transceiver, offer["sdp"])
+
+    def watch(
+        self, mid: str, transceiver: RTCRtpTransceiver, offer_sdp: str
+    ) -> asyncio.Task[None] | None:
+        """Start receiving on a new m-line: by default, decode what arrives and hand
+        it to `received`, in a task that is cancelled with the connection (None: no
+        task reads it)."""
+        return asyncio.create_task(self._receive(mid, transceiver.receiver.track))
 
     async def _receive(self, mid: str, track: MediaStreamTrack) -> None:
         """Read what arrives on `mid`, crediting it to whoever the server says it
@@ -144,9 +151,10 @@ class Participant:
 
     async def _close_media(self) -> None:
         for task in self._reading.values():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._reading, self.tracks = {}, {}
         if self.pc is not None:
             await self.pc.close()

@@ -20,6 +20,7 @@ from ..config import Settings
 from ..errors import Refused
 from . import ice
 from .forward import Forwarding, TranscodingRelay
+from .passthrough import PacketForwarding
 from .peer import BadAnswer, OutOfTurn, Peer
 from .router import Kind, Member, routes
 
@@ -63,7 +64,11 @@ class Room:
     def __init__(self, roster: Roster, settings: Settings) -> None:
         self._roster = roster
         self._settings = settings
-        self._forwarding: Forwarding = TranscodingRelay()
+        self._forwarding: Forwarding = (
+            TranscodingRelay()
+            if settings.forwarding == "transcode"
+            else PacketForwarding(settings.max_video_bitrate)
+        )
         self._people: dict[str, _Attendance] = {}
         self._dirty = False
         self._applier: asyncio.Task[None] | None = None

@@ -1,0 +1,367 @@
+"""Forwarding packets: what a publisher sends is passed to each subscriber as
+received, VP8 and Opus alike, never decoded or encoded again. Only the RTP header
+changes per subscriber: its SSRC, payload type, sequence numbers and timestamps,
+re-based whenever the subscriber starts receiving a new source, so that its
+browser sees one continuous stream.
+
+aiortc has no public API for any of this, so this module is the one place that
+reaches into its internals (docs/research/aiortc-sfu.md, section 4), all of them
+listed in `RELIED_ON` and checked by `verify_aiortc` at start-up and in the tests:
+
+- a publisher's `RTCRtpReceiver._handle_rtp_packet` is replaced, on the instance,
+  by `PacketSource._received`, which keeps what aiortc did before decoding (the
+  statistics its receiver reports are sent from, RTX unwrapping, NACKs) and adds a
+  bitrate cap to its REMB feedback, then forwards instead of decoding;
+- a subscriber's `RTCRtpSender` is given a track that never yields, and
+  `PacketOutlet` sends through its transport itself, writing each packet into the
+  sender's own retransmission history (NACKs from the browser are answered with
+  RTX by aiortc) and keeping its sender-report counters true. The sender's
+  `_send_keyframe` (its answer to the browser's PLI or FIR) asks the publisher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import math
+import secrets
+import time
+from typing import Any, Final
+
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc import RTCRtpTransceiver as Transceiver
+from aiortc.clock import current_ntp_time
+from aiortc.codecs import is_rtx
+from aiortc.codecs.vpx import VpxPayloadDescriptor
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTP_HISTORY_SIZE,
+    RtcpPsfbPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unwrap_rtx,
+)
+
+from .forward import Source
+from .router import Kind
+
+# A publisher is asked for a keyframe at most this often, however many ask.
+KEYFRAME_INTERVAL_SECONDS: Final = 1.0
+CLOCK_RATES: Final[dict[Kind, int]] = {"audio": 48_000, "video": 90_000}
+
+# What this module uses of aiortc that is not its public API: attributes on a fresh
+# receiver and sender of a negotiated transceiver.
+RELIED_ON: Final = {
+    "RTCRtpReceiver": (
+        "_enabled",
+        "_handle_rtp_packet",
+        "_send_rtcp",
+        "_send_rtcp_nack",
+        "_send_rtcp_pli",
+        "_RTCRtpReceiver__codecs",
+        "_RTCRtpReceiver__nack_generator",
+        "_RTCRtpReceiver__remote_bitrate_estimator",
+        "_RTCRtpReceiver__remote_streams",
+        "_RTCRtpReceiver__rtcp_ssrc",
+        "_RTCRtpReceiver__rtx_ssrc",
+    ),
+    "RTCRtpSender": (
+        "_ssrc",
+        "_retransmit",
+        "_send_keyframe",
+        "_RTCRtpSender__mid",
+        "_RTCRtpSender__rtp_history",
+        "_RTCRtpSender__rtp_header_extensions_map",
+        "_RTCRtpSender__ntp_timestamp",
+        "_RTCRtpSender__rtp_timestamp",
+        "_RTCRtpSender__packet_count",
+        "_RTCRtpSender__octet_count",
+    ),
+    "RTCRtpTransceiver": ("_codecs",),
+}
+# The replaced method is called by the DTLS transport with these arguments.
+_HANDLER_PARAMETERS: Final = ("self", "packet", "arrival_time_ms")
+
+
+class AiortcChanged(RuntimeError):
+    """The installed aiortc is not the one this module was written against."""
+
+
+async def verify_aiortc() -> None:
+    """Fail loudly, naming what is missing, if aiortc no longer has what this module
+    relies on (an upgrade past the pinned range)."""
+    parameters = tuple(inspect.signature(RTCRtpReceiver._handle_rtp_packet).parameters)
+    missing = [] if parameters == _HANDLER_PARAMETERS else ["_handle_rtp_packet(packet, ...)"]
+    pc = RTCPeerConnection()
+    try:
+        transceiver = pc.addTransceiver("video")
+        objects: dict[str, Any] = {
+            "RTCRtpReceiver": transceiver.receiver,
+            "RTCRtpSender": transceiver.sender,
+            "RTCRtpTransceiver": transceiver,
+        }
+        for owner, names in RELIED_ON.items():
+            missing += [f"{owner}.{n}" for n in names if not hasattr(objects[owner], n)]
+    finally:
+        await pc.close()
+    if missing:
+        raise AiortcChanged(
+            "packet forwarding does not work with this aiortc (missing: "
+            + ", ".join(missing)
+            + '); use forwarding = "transcode", or the aiortc version in pyproject.toml'
+        )
+
+
+def starts_keyframe(payload: bytes) -> bool:
+    """The first packet of a VP8 keyframe (RFC 7741: S=1, partition 0, P bit 0)."""
+    try:
+        descriptor, rest = VpxPayloadDescriptor.parse(payload)
+    except ValueError:
+        return False
+    return (
+        descriptor.partition_start == 1
+        and descriptor.partition_id == 0
+        and bool(rest)
+        and not rest[0] & 0x01
+    )
+
+
+def _newer(a: int, b: int) -> bool:
+    """Sequence number a comes after b (16 bits, wrapping)."""
+    return a != b and (a - b) & 0xFFFF < 0x8000
+
+
+class PacketSource:
+    """A publisher's track, forwarded packet by packet."""
+
+    def __init__(self, transceiver: Transceiver, kind: Kind, bitrate_cap: int) -> None:
+        self.kind = kind
+        self._receiver: RTCRtpReceiver = transceiver.receiver
+        self._bitrate_cap = bitrate_cap
+        self._outlets: set[PacketOutlet] = set()
+        # The SSRC of the media (not of its retransmissions), for keyframe requests.
+        self._media_ssrc: int | None = None
+        self._keyframe_asked_at = -math.inf
+        self._keyframe_request: asyncio.Task[None] | None = None
+        self._receiver._handle_rtp_packet = self._received  # type: ignore[method-assign]
+
+    def add(self, outlet: PacketOutlet) -> None:
+        self._outlets.add(outlet)
+
+    def discard(self, outlet: PacketOutlet) -> None:
+        self._outlets.discard(outlet)
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe: now, or when a second has passed since
+        the last time it was asked."""
+        if self.kind != "video":
+            return
+        if self._keyframe_request is None or self._keyframe_request.done():
+            self._keyframe_request = asyncio.create_task(self._ask_keyframe(), name="peer-pli")
+
+    async def _ask_keyframe(self) -> None:
+        wait = self._keyframe_asked_at + KEYFRAME_INTERVAL_SECONDS - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._keyframe_asked_at = time.monotonic()
+        if self._media_ssrc is not None:
+            await self._receiver._send_rtcp_pli(self._media_ssrc)
+
+    async def _received(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        """What aiortc's receiver does with a packet before it depayloads and decodes
+        it, then forwarding instead."""
+        receiver = self._receiver
+        if not receiver._enabled:
+            return
+        codec = receiver._RTCRtpReceiver__codecs.get(packet.payload_type)  # type: ignore[attr-defined]
+        if codec is None:
+            return
+        await self._estimate_bitrate(packet, arrival_time_ms)
+        streams = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+        if packet.ssrc not in streams:
+            streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        streams[packet.ssrc].add(packet)  # the receiver reports from these
+        if is_rtx(codec):
+            media_ssrc = receiver._RTCRtpReceiver__rtx_ssrc.get(packet.ssrc)  # type: ignore[attr-defined]
+            apt = codec.parameters.get("apt")
+            if media_ssrc is None or len(packet.payload) < 2 or not isinstance(apt, int):
+                return
+            packet = unwrap_rtx(packet, payload_type=apt, ssrc=media_ssrc)
+        nacks = receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
+        if nacks is not None and nacks.add(packet):
+            await receiver._send_rtcp_nack(packet.ssrc, sorted(nacks.missing))
+        if not packet.payload:
+            return  # padding, for bandwidth probing
+        self._media_ssrc = packet.ssrc
+        keyframe = self.kind == "video" and starts_keyframe(packet.payload)
+        now = current_ntp_time()  # once for every subscriber: it costs a datetime
+        for outlet in list(self._outlets):
+            await outlet.forward(packet, keyframe, now)
+
+    async def _estimate_bitrate(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        """aiortc's estimate of what the path carries, sent back as REMB, capped."""
+        receiver = self._receiver
+        estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator  # type: ignore[attr-defined]
+        rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+        if estimator is None or rtcp_ssrc is None or packet.extensions.abs_send_time is None:
+            return
+        estimate = estimator.add(
+            abs_send_time=packet.extensions.abs_send_time,
+            arrival_time_ms=arrival_time_ms,
+            payload_size=len(packet.payload) + packet.padding_size,
+            ssrc=packet.ssrc,
+        )
+        if estimate is not None:
+            bitrate, ssrcs = estimate
+            remb = pack_remb_fci(min(bitrate, self._bitrate_cap), ssrcs)
+            await receiver._send_rtcp(
+                RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=remb)
+            )
+
+    async def close(self) -> None:
+        if self._keyframe_request is not None:
+            self._keyframe_request.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keyframe_request
+        for outlet in list(self._outlets):
+            outlet.connect(None)
+
+
+class _ParkedTrack(MediaStreamTrack):
+    """Keeps a sender's own loop waiting, at no cost: the outlet sends instead."""
+
+    def __init__(self, kind: Kind) -> None:
+        super().__init__()
+        self.kind = kind
+        self._never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def recv(self) -> Any:
+        await self._never
+        raise AssertionError("a parked track yields nothing")
+
+
+class PacketOutlet:
+    """One subscriber's sending m-line, fed packets of the source it is connected to."""
+
+    def __init__(self, transceiver: Transceiver, kind: Kind) -> None:
+        self._transceiver = transceiver
+        self._sender: RTCRtpSender = transceiver.sender
+        self._kind = kind
+        self._clock_rate = CLOCK_RATES[kind]
+        self._source: PacketSource | None = None
+        self._sender.replaceTrack(_ParkedTrack(kind))
+        self._sender._send_keyframe = self._keyframe_wanted  # type: ignore[method-assign]
+        # From the next packet on, the stream is re-based (on a keyframe, for video).
+        self._rebase = True
+        self._seq_offset = 0
+        self._ts_offset = 0
+        self._first_seq = 0  # the re-based source's first forwarded sequence number
+        self._next_seq = secrets.randbelow(1 << 16)
+        self._last_ts: int | None = None
+        self._last_sent_at = 0.0
+        self._waiting_since = 0.0
+
+    def connect(self, source: Source | None) -> None:
+        assert source is None or isinstance(source, PacketSource)
+        if source is self._source:
+            return
+        if self._source is not None:
+            self._source.discard(self)
+        self._source = source
+        self._rebase = True
+        self._waiting_since = time.monotonic()
+        if source is not None:
+            source.add(self)
+            # Nothing is forwarded before a keyframe: ask for one now.
+            source.request_keyframe()
+
+    def _still_waiting(self) -> None:
+        """A keyframe asked for may have come before this m-line was negotiated, or
+        been lost: ask again, once a second, until one comes."""
+        now = time.monotonic()
+        if self._source is not None and now - self._waiting_since > KEYFRAME_INTERVAL_SECONDS:
+            self._waiting_since = now
+            self._source.request_keyframe()
+
+    def _keyframe_wanted(self) -> None:
+        """The subscriber's decoder asks for a keyframe (PLI or FIR)."""
+        if self._source is not None:
+            self._source.request_keyframe()
+
+    async def forward(self, packet: RtpPacket, keyframe: bool, ntp_now: int) -> None:
+        sender = self._sender
+        mid = sender._RTCRtpSender__mid  # type: ignore[attr-defined]
+        payload_type = self._transceiver._codecs[0].payloadType if mid is not None else None
+        if payload_type is None:
+            return  # not negotiated yet
+        if self._rebase:
+            if self._kind == "video" and not keyframe:
+                self._still_waiting()
+                return  # a picture that would not decode: wait for the keyframe
+            self._rebase_on(packet)
+        elif not _newer(packet.sequence_number, self._first_seq) and (
+            packet.sequence_number != self._first_seq
+        ):
+            return  # from before the stream was re-based
+        sequence_number = (packet.sequence_number + self._seq_offset) & 0xFFFF
+        timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
+        out = RtpPacket(
+            payload_type=payload_type,
+            marker=packet.marker,
+            sequence_number=sequence_number,
+            timestamp=timestamp,
+            ssrc=sender._ssrc,
+            payload=packet.payload,
+        )
+        out.extensions.mid = mid
+        out.extensions.abs_send_time = (ntp_now >> 14) & 0x00FFFFFF
+        out.extensions.audio_level = packet.extensions.audio_level
+        sender._RTCRtpSender__rtp_history[sequence_number % RTP_HISTORY_SIZE] = out  # type: ignore[attr-defined]
+        try:
+            await sender.transport._send_rtp(
+                out.serialize(sender._RTCRtpSender__rtp_header_extensions_map)  # type: ignore[attr-defined]
+            )
+        except ConnectionError:
+            # The subscriber's connection is not up (yet, or any more): start again
+            # from a keyframe once it is.
+            self._rebase = True
+            return
+        if _newer(sequence_number, (self._next_seq - 1) & 0xFFFF):
+            self._next_seq = (sequence_number + 1) & 0xFFFF
+        self._last_ts, self._last_sent_at = timestamp, time.monotonic()
+        # What the sender's reports say (an RTP time against a wall-clock time).
+        sender._RTCRtpSender__ntp_timestamp = ntp_now  # type: ignore[attr-defined]
+        sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
+        sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
+        sender._RTCRtpSender__octet_count += len(packet.payload)  # type: ignore[attr-defined]
+
+    def _rebase_on(self, packet: RtpPacket) -> None:
+        """The new stream goes on from where the subscriber's last one stopped: the
+        next sequence number, and a timestamp as much later as time has passed."""
+        self._rebase = False
+        if self._last_ts is None:
+            timestamp = packet.timestamp
+        else:
+            elapsed = round((time.monotonic() - self._last_sent_at) * self._clock_rate)
+            timestamp = self._last_ts + max(1, elapsed)
+        self._ts_offset = (timestamp - packet.timestamp) & 0xFFFFFFFF
+        self._seq_offset = (self._next_seq - packet.sequence_number) & 0xFFFF
+        self._first_seq = packet.sequence_number
+
+    def close(self) -> None:
+        self.connect(None)
+
+
+class PacketForwarding:
+    """Forwarding without decoding or encoding (the default)."""
+
+    def __init__(self, bitrate_cap: int) -> None:
+        self._bitrate_cap = bitrate_cap
+
+    def publish(self, transceiver: Transceiver, kind: Kind) -> PacketSource:
+        return PacketSource(transceiver, kind, self._bitrate_cap)
+
+    def subscribe(self, transceiver: Transceiver, kind: Kind) -> PacketOutlet:
+        return PacketOutlet(transceiver, kind)
