@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Final, TypeVar
 
 from ..accounts import StaffUser
-from ..config import Settings
+from ..config import Forwarding, Settings
 from ..db import Database, utc_now
 from ..links import JoinLinks
 from ..scheduling import EventInput, EventTypeInput, Scheduler, StaffInput
@@ -27,7 +27,7 @@ SERVER_STOP_SECONDS: Final = 5.0
 Result = TypeVar("Result")
 
 
-def bench_settings(data_dir: Path) -> Settings:
+def bench_settings(data_dir: Path, forwarding: Forwarding = "packets") -> Settings:
     """A server for one run: its own data, loopback only, nobody kept present after
     leaving (a run measures what it does, not grace periods)."""
     return Settings(
@@ -36,6 +36,7 @@ def bench_settings(data_dir: Path) -> Settings:
         data_dir=data_dir,
         presence_grace_seconds=0,
         ice_addresses=HOST,
+        forwarding=forwarding,
     )
 
 
@@ -47,6 +48,12 @@ async def schedule_conference(settings: Settings) -> tuple[str, str]:
     """A Public Conference under way with one staff member to host it, recorded as
     the Scheduler records any; returns the websocket URLs of the host's link and of
     the public link."""
+    [links] = await schedule_conferences(settings, 1)
+    return links
+
+
+async def schedule_conferences(settings: Settings, count: int) -> list[tuple[str, str]]:
+    """`count` of them, at the same time, with the same host."""
     db = await Database.open(settings.database_path)
     try:
         await db.migrate()
@@ -59,16 +66,22 @@ async def schedule_conference(settings: Settings) -> tuple[str, str]:
         host = StaffUser(staff.id, staff.name, staff.email, is_admin=True)
         kind = await scheduler.create_event_type(host, EventTypeInput("Open session", True, True))
         start = utc_now() - timedelta(minutes=5)
-        saved = await scheduler.create_event(
-            host,
-            EventInput("Load check", kind.id, start, start + timedelta(hours=1), [staff.id], []),
-        )
-        event_id = saved.event.id
-        host_url = await scheduler.my_link(host, event_id)
-        public_url = await scheduler.public_link(host, event_id)
+        urls = []
+        for number in range(1, count + 1):
+            saved = await scheduler.create_event(
+                host,
+                EventInput(
+                    f"Load check {number}", kind.id, start, start + timedelta(hours=1),
+                    [staff.id], [],
+                ),
+            )  # fmt: skip
+            event_id = saved.event.id
+            host_url = await scheduler.my_link(host, event_id)
+            public_url = await scheduler.public_link(host, event_id)
+            urls.append((websocket_url(host_url), websocket_url(public_url)))
     finally:
         await db.close()
-    return websocket_url(host_url), websocket_url(public_url)
+    return urls
 
 
 def websocket_url(join_url: str) -> str:
@@ -92,7 +105,7 @@ async def running_server(
             sys.executable, "-m", "clinicconf",
             "--data-dir", str(settings.data_dir), "--host", HOST, "--port", str(settings.port),
             "--presence-grace-seconds", str(settings.presence_grace_seconds),
-            "--ice-addresses", settings.ice_addresses,
+            "--ice-addresses", settings.ice_addresses, "--forwarding", settings.forwarding,
             "--log-level", "WARNING", "serve",
             stdout=log, stderr=log,
         )  # fmt: skip
