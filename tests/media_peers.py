@@ -135,14 +135,16 @@ class MediaParticipant(Participant):
         self.shades: dict[str, int] = {}
 
     def received(self, publisher: str | None, frame: av.AudioFrame | av.VideoFrame) -> None:
+        if publisher is None:
+            return  # media may come just before the message saying whose it is
         if isinstance(frame, av.VideoFrame):
-            expected = self.shades.get(publisher or "")
+            expected = self.shades.get(publisher)
             if expected is None or abs(mean_luma(frame) - expected) > 12:
                 self.wrong_pictures += 1
             else:
-                self.frames[(publisher or "", "video")] += 1
+                self.frames[(publisher, "video")] += 1
         elif loudness(frame) > 500:
-            self.frames[(publisher or "", "audio")] += 1
+            self.frames[(publisher, "audio")] += 1
 
     def watch(
         self, mid: str, transceiver: RTCRtpTransceiver, offer_sdp: str

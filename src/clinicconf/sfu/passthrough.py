@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import math
 import secrets
 import time
@@ -41,14 +42,23 @@ from aiortc.rtp import (
     RtcpPsfbPacket,
     RtpPacket,
     pack_remb_fci,
+    unpack_remb_fci,
     unwrap_rtx,
 )
 
 from .forward import Source
 from .router import Kind
 
-# A publisher is asked for a keyframe at most this often, however many ask.
+log = logging.getLogger(__name__)
+
+# A publisher is asked for a keyframe at most this often, however many ask; a
+# subscriber that already has pictures is heard at most this often.
 KEYFRAME_INTERVAL_SECONDS: Final = 1.0
+SUBSCRIBER_KEYFRAME_SECONDS: Final = 3.0
+# The least the REMB feedback asks of a camera, in bits per second.
+BITRATE_FLOOR: Final = 150_000
+# Further ahead than this, a sequence number means the publisher started over.
+MAX_SEQUENCE_JUMP: Final = 1000
 CLOCK_RATES: Final[dict[Kind, int]] = {"audio": 48_000, "video": 90_000}
 
 # What this module uses of aiortc that is not its public API: attributes on a fresh
@@ -69,6 +79,7 @@ RELIED_ON: Final = {
     ),
     "RTCRtpSender": (
         "_ssrc",
+        "_handle_rtcp_packet",
         "_retransmit",
         "_send_keyframe",
         "_RTCRtpSender__mid",
@@ -80,6 +91,7 @@ RELIED_ON: Final = {
         "_RTCRtpSender__octet_count",
     ),
     "RTCRtpTransceiver": ("_codecs",),
+    "RTCDtlsTransport": ("_send_rtp",),
 }
 # The replaced method is called by the DTLS transport with these arguments.
 _HANDLER_PARAMETERS: Final = ("self", "packet", "arrival_time_ms")
@@ -101,6 +113,7 @@ async def verify_aiortc() -> None:
             "RTCRtpReceiver": transceiver.receiver,
             "RTCRtpSender": transceiver.sender,
             "RTCRtpTransceiver": transceiver,
+            "RTCDtlsTransport": transceiver.sender.transport,
         }
         for owner, names in RELIED_ON.items():
             missing += [f"{owner}.{n}" for n in names if not hasattr(objects[owner], n)]
@@ -143,8 +156,12 @@ class PacketSource:
         self._outlets: set[PacketOutlet] = set()
         # The SSRC of the media (not of its retransmissions), for keyframe requests.
         self._media_ssrc: int | None = None
+        # Without SSRCs in the SDP, the first one seen is the stream.
+        self._latched_ssrc: int | None = None
+        self._newest_seq: int | None = None
         self._keyframe_asked_at = -math.inf
         self._keyframe_request: asyncio.Task[None] | None = None
+        self._failures = 0
         self._receiver._handle_rtp_packet = self._received  # type: ignore[method-assign]
 
     def add(self, outlet: PacketOutlet) -> None:
@@ -165,18 +182,28 @@ class PacketSource:
         wait = self._keyframe_asked_at + KEYFRAME_INTERVAL_SECONDS - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
-        self._keyframe_asked_at = time.monotonic()
-        if self._media_ssrc is not None:
+        if self._media_ssrc is not None:  # nothing has come yet: the first is a keyframe
+            self._keyframe_asked_at = time.monotonic()
             await self._receiver._send_rtcp_pli(self._media_ssrc)
 
     async def _received(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        # Called from the publisher's DTLS receive loop: anything raised here would
+        # end the publisher's connection.
+        try:
+            await self._take(packet, arrival_time_ms)
+        except Exception:
+            self._failures += 1
+            if self._failures == 1:
+                log.exception("a published packet could not be handled")
+
+    async def _take(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         """What aiortc's receiver does with a packet before it depayloads and decodes
         it, then forwarding instead."""
         receiver = self._receiver
         if not receiver._enabled:
             return
         codec = receiver._RTCRtpReceiver__codecs.get(packet.payload_type)  # type: ignore[attr-defined]
-        if codec is None:
+        if codec is None or not self._expected(packet.ssrc, codec):
             return
         await self._estimate_bitrate(packet, arrival_time_ms)
         streams = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
@@ -195,13 +222,34 @@ class PacketSource:
         if not packet.payload:
             return  # padding, for bandwidth probing
         self._media_ssrc = packet.ssrc
-        keyframe = self.kind == "video" and starts_keyframe(packet.payload)
+        newest = self._newest_seq is None or _newer(packet.sequence_number, self._newest_seq)
+        if newest:
+            self._newest_seq = packet.sequence_number
+        # A keyframe's start that comes late (a retransmission) starts nobody's picture.
+        keyframe = self.kind == "video" and newest and starts_keyframe(packet.payload)
         now = current_ntp_time()  # once for every subscriber: it costs a datetime
         for outlet in list(self._outlets):
-            await outlet.forward(packet, keyframe, now)
+            try:
+                await outlet.forward(packet, keyframe, now)
+            except Exception as exc:  # one subscriber's trouble is nobody else's
+                outlet.failed(exc)
+
+    def _expected(self, ssrc: int, codec: Any) -> bool:
+        """Only the stream the SDP declared (or, without one, the first seen): other
+        SSRCs on the same payload type would each grow the receiver's statistics."""
+        declared = self._receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+        if declared:  # retransmission SSRC -> media SSRC
+            return ssrc in declared or ssrc in declared.values()
+        if is_rtx(codec):
+            return False
+        if self._latched_ssrc is None:
+            self._latched_ssrc = ssrc
+        return ssrc == self._latched_ssrc
 
     async def _estimate_bitrate(self, packet: RtpPacket, arrival_time_ms: int) -> None:
-        """aiortc's estimate of what the path carries, sent back as REMB, capped."""
+        """aiortc's estimate of what the path carries, sent back as REMB: no more than
+        the slowest subscriber reports it can take, nor than the cap; no less than a
+        floor (the estimate reads a busy server as a congested network)."""
         receiver = self._receiver
         estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator  # type: ignore[attr-defined]
         rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
@@ -213,12 +261,15 @@ class PacketSource:
             payload_size=len(packet.payload) + packet.padding_size,
             ssrc=packet.ssrc,
         )
-        if estimate is not None:
-            bitrate, ssrcs = estimate
-            remb = pack_remb_fci(min(bitrate, self._bitrate_cap), ssrcs)
-            await receiver._send_rtcp(
-                RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=remb)
-            )
+        if estimate is None:
+            return
+        bitrate, ssrcs = estimate
+        slowest = min((o.remb for o in self._outlets if o.remb is not None), default=bitrate)
+        bitrate = min(self._bitrate_cap, max(BITRATE_FLOOR, min(bitrate, slowest)))
+        remb = pack_remb_fci(bitrate, ssrcs)
+        await receiver._send_rtcp(
+            RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=remb)
+        )
 
     async def close(self) -> None:
         if self._keyframe_request is not None:
@@ -253,15 +304,26 @@ class PacketOutlet:
         self._source: PacketSource | None = None
         self._sender.replaceTrack(_ParkedTrack(kind))
         self._sender._send_keyframe = self._keyframe_wanted  # type: ignore[method-assign]
+        self._sender_feedback = self._sender._handle_rtcp_packet
+        self._sender._handle_rtcp_packet = self._feedback  # type: ignore[method-assign]
+        # The subscriber's own bandwidth estimate (REMB), for the publisher's bitrate.
+        self.remb: int | None = None
         # From the next packet on, the stream is re-based (on a keyframe, for video).
         self._rebase = True
+        self._waiting_since = 0.0
+        self._keyframe_wanted_at = -math.inf
         self._seq_offset = 0
         self._ts_offset = 0
-        self._first_seq = 0  # the re-based source's first forwarded sequence number
-        self._next_seq = secrets.randbelow(1 << 16)
+        # The source's sequence numbers, unwrapped (counting past 65535), since the
+        # re-base: its first, and its newest.
+        self._source_ssrc: int | None = None
+        self._first = self._newest = 0
+        # A start below 2^15, as aiortc's own: a browser's SRTP guesses the rollover
+        # counter wrong if the first packets across a wrap are lost.
+        self._next_seq = secrets.randbelow(1 << 15)
         self._last_ts: int | None = None
         self._last_sent_at = 0.0
-        self._waiting_since = 0.0
+        self._failed = False
 
     def connect(self, source: Source | None) -> None:
         assert source is None or isinstance(source, PacketSource)
@@ -270,12 +332,16 @@ class PacketOutlet:
         if self._source is not None:
             self._source.discard(self)
         self._source = source
-        self._rebase = True
-        self._waiting_since = time.monotonic()
+        self._restart()
         if source is not None:
             source.add(self)
-            # Nothing is forwarded before a keyframe: ask for one now.
-            source.request_keyframe()
+
+    def _restart(self) -> None:
+        """Begin again from the source's next keyframe, asked for now."""
+        self._rebase = True
+        self._waiting_since = time.monotonic()
+        if self._source is not None:
+            self._source.request_keyframe()
 
     def _still_waiting(self) -> None:
         """A keyframe asked for may have come before this m-line was negotiated, or
@@ -286,9 +352,31 @@ class PacketOutlet:
             self._source.request_keyframe()
 
     def _keyframe_wanted(self) -> None:
-        """The subscriber's decoder asks for a keyframe (PLI or FIR)."""
-        if self._source is not None:
+        """The subscriber's decoder asks for a keyframe (PLI or FIR). One on a poor
+        link asks often: while it has pictures, it is heard once in a while, since
+        every keyframe loads the publisher and every other subscriber."""
+        now = time.monotonic()
+        if self._source is None:
+            return
+        if self._rebase or now - self._keyframe_wanted_at >= SUBSCRIBER_KEYFRAME_SECONDS:
+            self._keyframe_wanted_at = now
             self._source.request_keyframe()
+
+    async def _feedback(self, packet: Any) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            with contextlib.suppress(ValueError):
+                self.remb = unpack_remb_fci(packet.fci)[0]
+        await self._sender_feedback(packet)
+
+    def failed(self, exc: Exception) -> None:
+        """Forwarding to this subscriber raised: start again from a keyframe."""
+        if not self._failed:
+            self._failed = True
+            log.warning("forwarding to a subscriber failed: %s", type(exc).__name__)
+        self._restart()
+
+    def _unwrap(self, sequence_number: int) -> int:
+        return self._newest + ((sequence_number - self._newest + 0x8000) & 0xFFFF) - 0x8000
 
     async def forward(self, packet: RtpPacket, keyframe: bool, ntp_now: int) -> None:
         sender = self._sender
@@ -296,15 +384,18 @@ class PacketOutlet:
         payload_type = self._transceiver._codecs[0].payloadType if mid is not None else None
         if payload_type is None:
             return  # not negotiated yet
+        if not self._rebase:
+            extended = self._unwrap(packet.sequence_number)
+            if packet.ssrc != self._source_ssrc or extended - self._newest > MAX_SEQUENCE_JUMP:
+                self._restart()  # the publisher started a new stream
+            elif extended < self._first:
+                return  # from before the stream was re-based
         if self._rebase:
             if self._kind == "video" and not keyframe:
                 self._still_waiting()
                 return  # a picture that would not decode: wait for the keyframe
             self._rebase_on(packet)
-        elif not _newer(packet.sequence_number, self._first_seq) and (
-            packet.sequence_number != self._first_seq
-        ):
-            return  # from before the stream was re-based
+        extended = self._unwrap(packet.sequence_number)
         sequence_number = (packet.sequence_number + self._seq_offset) & 0xFFFF
         timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
         out = RtpPacket(
@@ -326,10 +417,12 @@ class PacketOutlet:
         except ConnectionError:
             # The subscriber's connection is not up (yet, or any more): start again
             # from a keyframe once it is.
-            self._rebase = True
+            self._restart()
             return
-        if _newer(sequence_number, (self._next_seq - 1) & 0xFFFF):
-            self._next_seq = (sequence_number + 1) & 0xFFFF
+        if extended < self._newest:
+            return  # a late packet: the stream's timing stays that of the newest
+        self._newest = extended
+        self._next_seq = (sequence_number + 1) & 0xFFFF
         self._last_ts, self._last_sent_at = timestamp, time.monotonic()
         # What the sender's reports say (an RTP time against a wall-clock time).
         sender._RTCRtpSender__ntp_timestamp = ntp_now  # type: ignore[attr-defined]
@@ -348,7 +441,8 @@ class PacketOutlet:
             timestamp = self._last_ts + max(1, elapsed)
         self._ts_offset = (timestamp - packet.timestamp) & 0xFFFFFFFF
         self._seq_offset = (self._next_seq - packet.sequence_number) & 0xFFFF
-        self._first_seq = packet.sequence_number
+        self._source_ssrc = packet.ssrc
+        self._first = self._newest = packet.sequence_number
 
     def close(self) -> None:
         self.connect(None)
