@@ -128,6 +128,8 @@ async def test_three_people_hold_a_moderated_conference(visitors: Visitors, link
     ):  # fmt: skip
         await received.grows()
     await expect(patient.locator("#conference")).not_to_contain_text("Gail Guest")
+    # In the conference, a guest's name is set: the form to change it is gone.
+    await expect(guest.get_by_role("button", name="Change my name")).to_be_hidden()
 
     # The host takes Gail off screen: Pat's picture of her stops, the host's goes on.
     await host.get_by_role("checkbox", name="Show Gail Guest on screen").uncheck()
