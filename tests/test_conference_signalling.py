@@ -11,6 +11,7 @@ from aiohttp import web
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from clinicconf import keys
+from clinicconf.sfu.peer import spread_candidates
 
 from .lobby_helpers import Lobby, Page
 from .lobby_helpers import lobby as lobby
@@ -56,10 +57,10 @@ async def answer_sending_everywhere(offer_sdp: str) -> str:
 
 
 async def answer_with_many_candidates(offer_sdp: str) -> str:
-    """Thirty addresses for the server to send connectivity checks to."""
+    """A hundred and fifty addresses for the server to send connectivity checks to."""
     answer = await real_answer(offer_sdp)
     candidates = "".join(
-        f"a=candidate:{n} 1 udp 2130706431 127.0.0.1 {40000 + n} typ host\r\n" for n in range(30)
+        f"a=candidate:{n} 1 udp 2130706431 127.0.0.1 {40000 + n} typ host\r\n" for n in range(150)
     )
     return answer + candidates
 
@@ -91,7 +92,7 @@ async def test_hostile_signalling_is_refused_and_the_conference_goes_on(
     assert await refused(page, "answer", connection=offer["connection"], sdp="v=0") == "bad_sdp"
 
     # A hundred m-lines, a truncated offer, no fingerprint, far too long, sending on
-    # every m-line, thirty ICE candidates: each refused before aiortc applies it (the
+    # every m-line, 150 ICE candidates: each refused before aiortc applies it (the
     # first would make a hundred decoder threads, the fifth a decoder per m-line).
     # (Another patient's page: one page sending all of this would be closed for
     # sending too many messages.)
@@ -141,3 +142,26 @@ async def test_hostile_signalling_is_refused_and_the_conference_goes_on(
     again = {"connection": guest.connection, "sdp": guest.pc.localDescription.sdp}
     assert await refused(guest, "answer", **again) == "out_of_turn"
     await receive_exactly({host: of((guest, BOTH)), guest: of((host, BOTH))})
+
+
+def test_a_browser_with_many_addresses_keeps_the_candidates_that_cross_a_nat() -> None:
+    """A laptop with a VPN and IPv6 may offer a few dozen candidates: the server
+    keeps twenty, UDP first, relays and server-reflexive ones before host ones."""
+    hosts = [
+        f"a=candidate:h{n} 1 udp {2122260223 - n} 10.0.{n}.2 5000{n % 10} typ host"
+        for n in range(25)
+    ]
+    tcp = [
+        f"a=candidate:t{n} 1 tcp {1518280447 - n} 10.0.{n}.2 9 typ host tcptype active"
+        for n in range(5)
+    ]
+    relay = ["a=candidate:r1 1 udp 41885439 203.0.113.9 3478 typ relay raddr 0.0.0.0 rport 0"]
+    sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 96\r\n" + "\r\n".join(hosts + tcp + relay)
+    sdp += "\r\nm=video 9 UDP/TLS/RTP/SAVPF 97\r\na=mid:1\r\n"
+    spread = spread_candidates(sdp)
+    audio, video = spread.split("m=video")
+    for section in (audio, video):
+        kept = [line for line in section.split("\r\n") if line.startswith("a=candidate:")]
+        assert len(kept) == 20
+        assert relay[0] in kept
+        assert not any(" tcp " in line for line in kept)

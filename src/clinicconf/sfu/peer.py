@@ -29,9 +29,12 @@ log = logging.getLogger(__name__)
 # what a page may answer is checked against the offer anyway.
 MAX_SDP_CHARS: Final = 60_000
 ANSWER_TIMEOUT_SECONDS: Final = 15.0
-# A browser offers a handful (an address per interface, a relay or two); each one is
-# an address the server would send connectivity checks to.
+# A browser offers a handful (an address per interface, a relay or two), a laptop
+# with a VPN and IPv6 a few dozen; each one is an address the server would send
+# connectivity checks to. Past the first limit the server keeps the most useful
+# ones; past the second, the answer is hostile.
 MAX_CANDIDATES: Final = 20
+MAX_CANDIDATES_OFFERED: Final = 100
 # The directions the page may answer: on its own m-lines it sends (or, without that
 # device, nothing); on the others it only receives.
 _SENDING: Final = ("sendonly", "inactive")
@@ -192,8 +195,8 @@ class Peer:
                 raise BadAnswer(f"The answer's m-line {media.rtp.muxId} is {media.direction}.")
         if not any(line.startswith("a=fingerprint:") for line in sdp.splitlines()):
             raise BadAnswer("The answer has no DTLS fingerprint.")
-        if len(_candidates(sdp)) > MAX_CANDIDATES:
-            raise BadAnswer(f"The answer has more than {MAX_CANDIDATES} ICE candidates.")
+        if len(_candidates(sdp)) > MAX_CANDIDATES_OFFERED:
+            raise BadAnswer(f"The answer has more than {MAX_CANDIDATES_OFFERED} ICE candidates.")
 
     def _connection_state_changed(self) -> None:
         # "closed" without our closing it: the page closed its end (DTLS close).
@@ -220,10 +223,10 @@ class Peer:
 def spread_candidates(sdp: str) -> str:
     """Chrome puts its candidates only in the first m-section of a bundled answer,
     and aiortc reads them from the last one (aiortc #1437): give every m-section
-    all of them."""
+    the same candidates, at most MAX_CANDIDATES of them."""
     newline = "\r\n" if "\r\n" in sdp else "\n"
     lines = [line for line in sdp.split(newline) if line]
-    candidates = _candidates(sdp)
+    candidates = sorted(_candidates(sdp), key=_usefulness)[:MAX_CANDIDATES]
     if not candidates:
         return sdp
     out: list[str] = []
@@ -244,3 +247,13 @@ def _candidates(sdp: str) -> list[str]:
     """The answer's distinct ICE candidate lines, in order."""
     lines = (line.strip() for line in sdp.splitlines())
     return list(dict.fromkeys(line for line in lines if line.startswith("a=candidate:")))
+
+
+def _usefulness(candidate: str) -> tuple[bool, bool, int]:
+    """UDP before TCP (aioice connects over UDP), then relays and server-reflexive
+    addresses (the ones that cross a NAT, and the fewest), then by ICE priority."""
+    fields = candidate.split()
+    transport = fields[2].lower() if len(fields) > 2 else ""
+    kind = fields[fields.index("typ") + 1] if "typ" in fields[:-1] else "host"
+    priority = int(fields[3]) if len(fields) > 3 and fields[3].isdigit() else 0
+    return (transport != "udp", kind not in ("relay", "srflx"), -priority)
