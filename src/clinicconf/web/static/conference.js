@@ -26,6 +26,9 @@ const ELSEWHERE = "This conference is open in another window.";
 const COULD_NOT_CONNECT = "Sound and video could not be connected.";
 const CONNECTION_LOST = "The connection for sound and video was lost.";
 const TRY_AGAIN = "Try again";
+const DEVICE_STOPPED =
+  "Your camera or microphone stopped: it was unplugged, switched off or taken by another program.";
+const SOUND_BLOCKED = "Your browser blocked the others' sound. Press Turn on sound.";
 const END_QUESTION = "End the conference for everyone? Everyone's sound and video will stop.";
 
 export class Conference {
@@ -77,6 +80,7 @@ export class Conference {
       rejoin: find("#rejoin"),
       live: find("#conference-live"),
       deviceMessage: find("#device-message"),
+      restartDevices: find("#restart-devices"),
       mediaNotice: find("#media-notice"),
       closed: find("#media-closed"),
       closedMessage: find("#media-closed-message"),
@@ -102,6 +106,11 @@ export class Conference {
       });
     }
     elements.enableSound.addEventListener("click", () => this.#turnOnSound());
+    elements.restartDevices.addEventListener("click", () => this.#openDevices());
+    // A phone pauses media in a tab sent to the background: play again on return.
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible") this.#resumePlayback();
+    });
     elements.leave.addEventListener("click", () => this.#leave());
     elements.end.addEventListener("click", () => this.#end());
     elements.retry.addEventListener("click", () => this.#retry());
@@ -132,7 +141,8 @@ export class Conference {
         this.#queue(() => this.#answer(message));
         break;
       case "tracks":
-        if (!this.#joined) return; // news of a connection already closed
+        // News of a connection already closed, or replaced: nothing to show.
+        if (!this.#joined || message.connection !== this.#latestOffered) return;
         this.#tracks = message.tracks;
         this.#tracksOf = message.connection;
         this.#renderTracks(); // shown once that connection is this page's
@@ -182,8 +192,15 @@ export class Conference {
       if (stream) stopTracks(stream);
       return;
     }
+    if (this.#stream) stopTracks(this.#stream);
     this.#stream = stream;
     this.#elements.selfVideo.srcObject = stream;
+    // A device unplugged, switched off or taken by another program (a phone call)
+    // ends its track: say so, with a way to start them again.
+    for (const track of stream?.getTracks() ?? []) {
+      track.addEventListener("ended", () => this.#deviceStopped(stream));
+    }
+    this.#elements.restartDevices.hidden = true;
     // Without any device the person still takes part: say so after the reason.
     const message = stream || !problem ? problem : `${problem} ${NO_DEVICES_BUT}`;
     say(this.#elements.deviceMessage, message);
@@ -200,11 +217,25 @@ export class Conference {
     this.#renderToggles();
   }
 
+  #deviceStopped(stream) {
+    if (stream !== this.#stream || this.#finished) return; // an earlier opening
+    say(this.#elements.deviceMessage, DEVICE_STOPPED);
+    this.#elements.restartDevices.hidden = false;
+    this.#renderToggles();
+  }
+
+  #resumePlayback() {
+    const { tiles, audio, selfVideo } = this.#elements;
+    for (const media of [selfVideo, ...tiles.querySelectorAll("video"), ...audio.children]) {
+      if (media.srcObject) media.play().catch((error) => this.#playRefused(error));
+    }
+  }
+
   #localTrack(kind) {
     if (this.#stream === null) return null;
     const [track] =
       kind === "audio" ? this.#stream.getAudioTracks() : this.#stream.getVideoTracks();
-    return track ?? null;
+    return track?.readyState === "live" ? track : null;
   }
 
   /** Whether this kind goes out: its device is open, the person and the moderator agree. */
@@ -232,7 +263,6 @@ export class Conference {
       if (track) track.enabled = on;
       const button = this.#elements.toggles[kind];
       button.textContent = TOGGLE_LABELS[kind][on ? "on" : "off"];
-      button.setAttribute("aria-pressed", String(!on));
       button.disabled = track === null || !this.#allowed[kind];
     }
     this.#elements.selfTile.classList.toggle("camera-off", !this.#sending("video"));
@@ -296,7 +326,7 @@ export class Conference {
       this.#channel.request(
         "answer",
         { connection, sdp: pc.localDescription.sdp },
-        (message) => this.#answerRefused(pc, message),
+        (message, code) => this.#answerRefused(pc, message, code),
         { quiet: true },
       );
     } catch (error) {
@@ -327,9 +357,10 @@ export class Conference {
     }
   }
 
-  #answerRefused(pc, message) {
-    // Closed meanwhile, or the socket dropped: the next connection joins again.
-    if (pc !== this.#pc || message === undefined) return;
+  #answerRefused(pc, message, code) {
+    // Closed meanwhile, or the socket dropped: the next connection joins again. An
+    // answer to a connection the server has already replaced changes nothing.
+    if (pc !== this.#pc || message === undefined || code === "stale") return;
     this.#mediaFailed(message);
   }
 
@@ -406,11 +437,16 @@ export class Conference {
 
   #playRefused(error) {
     // The browser plays sound only once the person has used the page: ask them to.
-    if (error.name === "NotAllowedError") this.#elements.enableSound.hidden = false;
+    if (error.name !== "NotAllowedError") return;
+    this.#elements.enableSound.hidden = false;
+    say(this.#elements.deviceMessage, SOUND_BLOCKED);
   }
 
   #turnOnSound() {
-    this.#elements.enableSound.hidden = true;
+    const { enableSound, deviceMessage, toggles } = this.#elements;
+    enableSound.hidden = true;
+    if (deviceMessage.textContent === SOUND_BLOCKED) say(deviceMessage, "");
+    toggles.audio.focus(); // the button pressed is gone: focus stays among the controls
     for (const audio of this.#elements.audio.children) {
       audio.play().catch((error) => this.#playRefused(error));
     }
@@ -507,7 +543,10 @@ function newAudio(mid) {
   return audio;
 }
 
+/** Put `text` in a status region; unchanged text is not written again (a screen
+ * reader would read it out again). */
 function say(element, text) {
+  if (element.textContent === text && element.hidden === !text) return;
   element.textContent = text;
   element.hidden = !text;
 }

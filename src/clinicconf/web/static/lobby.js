@@ -140,10 +140,10 @@ class Lobby {
     }
   }
 
-  #refused({ id, message }) {
+  #refused({ id, message, code }) {
     const request = this.#pending.get(id);
     this.#pending.delete(id);
-    request?.undo(message);
+    request?.undo(message, code);
     if (!request?.quiet) showToast(message, { error: true });
   }
 
@@ -198,7 +198,7 @@ class Lobby {
   }
 
   /**
-   * Send a request. undo(message) runs if the server refuses it (with the server's
+   * Send a request. undo(message, code) runs if the server refuses it (with the server's
    * message) or if it cannot be sent (without one); quiet: the caller shows the
    * refusal itself, instead of the toast.
    */
