@@ -292,6 +292,8 @@ async def test_a_cancelled_event_closes_the_open_pages(
     await expect(patient.get_by_text(WAITING)).to_be_visible()
     await clinic.scheduler.cancel_event(clinic.staff, links.event_id)
     await expect(patient.get_by_role("alert")).to_have_text("This conference was cancelled.")
+    # The news takes the focus, so that a keyboard or screen-reader user is at it.
+    await expect(patient.get_by_role("alert")).to_be_focused()
     await expect(patient.get_by_text(WAITING)).to_be_hidden()
     await expect(patient.get_by_role("timer")).to_be_hidden()
 

@@ -475,7 +475,9 @@ export class Conference {
   }
 
   #showClosed(text, action = "") {
-    const { closed, closedMessage, retry } = this.#elements;
+    const { closed, closedMessage, retry, toggles } = this.#elements;
+    // Hiding the focused "Try again" would drop the focus to the page's top.
+    if (!text && closed.contains(document.activeElement)) toggles.audio.focus();
     closed.hidden = !text;
     closedMessage.textContent = text;
     retry.textContent = action;

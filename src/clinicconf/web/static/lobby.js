@@ -174,6 +174,7 @@ class Lobby {
     reconnecting.hidden = true;
     cancelled.textContent = text;
     cancelled.hidden = false;
+    cancelled.focus(); // what had the focus is gone with the conference
   }
 
   // --- from the host ---------------------------------------------------------------
