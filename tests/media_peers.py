@@ -203,11 +203,3 @@ async def join(client: Client) -> AsyncIterator[Join]:
     yield join_
     for participant in opened:
         await participant.close()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
-    """Poll `check` until it holds; fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, "the expected media never came"
-        await asyncio.sleep(0.2)

@@ -38,10 +38,13 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def wait_until(condition: Callable[[], Awaitable[bool]]) -> None:
-    """Polls until `condition` holds, for WAIT_SECONDS at most. What the tests watch
-    (the database, a list filled on another thread) offers nothing to await."""
-    async with asyncio.timeout(WAIT_SECONDS):
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], within: float = WAIT_SECONDS
+) -> None:
+    """Polls until `condition` holds, for `within` seconds at most. What the tests
+    watch (the database, a list filled on another thread, what a media peer has
+    decoded) offers nothing to await."""
+    async with asyncio.timeout(within):
         while not await condition():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 

@@ -19,8 +19,9 @@ from clinicconf.scheduling import EventInput
 from .lobby_helpers import Client, Lobby
 from .lobby_helpers import lobby as lobby
 from .lobby_helpers import settings as settings
-from .media_peers import Join, MediaParticipant, eventually
+from .media_peers import Join, MediaParticipant
 from .media_peers import join as join
+from .servers import wait_until
 
 BOTH = ("audio", "video")
 
@@ -79,7 +80,7 @@ async def receive_exactly(expected: dict[MediaParticipant, set[tuple[str, str]]]
                 return False
         return True
 
-    await eventually(check, within=15.0)
+    await wait_until(check)
 
 
 @pytest.mark.parametrize("forwarding", ["packets", "transcode"])
@@ -263,7 +264,7 @@ async def test_the_host_ends_the_conference_for_everyone(
     await three.host.send("end")
     for participant in three.everyone:
         assert (await participant.expect("ended"))["by"] == "host"
-    await eventually(lambda: all_closed(three.everyone))
+    await wait_until(lambda: all_closed(three.everyone), within=10.0)
     assert {p.closed_with for p in three.everyone} == {4411}
     conference = app[keys.CONFERENCES].get(lobby.event_id)
     assert conference is not None and not conference.room.present
@@ -291,10 +292,10 @@ async def test_the_conference_ends_at_the_events_end(
             [s.id for s in event.staff], [p.id for p in event.patients],
         ),
     )  # fmt: skip
-    await eventually(lambda: all_closed(three.everyone))
+    await wait_until(lambda: all_closed(three.everyone), within=10.0)
     host = await join(lobby.host_path, 50)
     assert (await host.expect("ended"))["by"] == "time"
-    await eventually(lambda: all_closed([host]))
+    await wait_until(lambda: all_closed([host]), within=10.0)
     assert host.closed_with == 4411
 
 
@@ -335,7 +336,7 @@ async def test_someone_taken_off_the_event_loses_the_media_and_the_others_go_on(
             [s.id for s in event.staff], [p.id for p in event.patients if p.id != pat_id],
         ),
     )  # fmt: skip
-    await eventually(lambda: all_closed(three.everyone))
+    await wait_until(lambda: all_closed(three.everyone), within=10.0)
     conference = app[keys.CONFERENCES].get(lobby.event_id)
     assert conference is not None and three.patient.id not in conference.room.present
     # The host and the guest come back (the pages reconnect) and carry on.

@@ -21,7 +21,7 @@ from clinicconf.config import Settings
 from clinicconf.sfu import ice
 from clinicconf.sfu.passthrough import PacketOutlet
 
-from .media_peers import eventually
+from .servers import wait_until
 
 SOURCE_SSRC = 0x1234
 
@@ -47,7 +47,7 @@ async def audio_pair() -> AsyncIterator[tuple[RTCRtpTransceiver, RTCPeerConnecti
         async def connected() -> bool:
             return server.connectionState == browser.connectionState == "connected"
 
-        await eventually(connected)
+        await wait_until(connected, within=10.0)
         yield transceiver, browser
     finally:
         await server.close()
@@ -96,4 +96,4 @@ async def test_a_long_stream_keeps_flowing_across_sequence_number_wraps(
         last = set(range(count - 2000, count))
         return len(arrived) >= count * 0.9 and len(arrived & last) >= len(last) * 0.9
 
-    await eventually(the_end_arrived)
+    await wait_until(the_end_arrived, within=10.0)
