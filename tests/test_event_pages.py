@@ -16,6 +16,7 @@ from clinicconf import audit, keys
 from clinicconf.config import Settings
 from clinicconf.db import to_db_time, utc_now
 from clinicconf.notify import outbox
+from clinicconf.scheduling import Patient
 
 from .clinic import CLINIC_ZONE, Clinic, build_clinic, sign_in
 from .conftest import Account
@@ -51,6 +52,18 @@ def event_form(csrf: str, clinic: Clinic, **changes: str | list[str]) -> list[tu
         for name, value in fields.items()
         for item in (value if isinstance(value, list) else [value])
     ]
+
+
+async def follow_up(clinic: Clinic, *patients: Patient) -> int:
+    """A telehealth follow-up on 6 May 2030 with Sam Staff and `patients`; its id."""
+    saved = await clinic.event(
+        "Follow-up",
+        clinic.telehealth,
+        "2030-05-06T10:00",
+        "2030-05-06T10:30",
+        patients=list(patients),
+    )
+    return saved.event.id
 
 
 def day_column(html: str, day: str) -> str:
@@ -217,14 +230,7 @@ async def test_this_week_is_the_default(client: Client, staff: Account) -> None:
 async def test_copying_a_join_link_returns_it_and_is_audited(
     client: Client, app: web.Application, clinic: Clinic, staff: Account
 ) -> None:
-    saved = await clinic.event(
-        "Follow-up",
-        clinic.telehealth,
-        "2030-05-06T10:00",
-        "2030-05-06T10:30",
-        patients=[clinic.pat],
-    )
-    event_id = saved.event.id
+    event_id = await follow_up(clinic, clinic.pat)
     csrf = await sign_in(client, staff)
     path = f"/events/{event_id}/people/patient/{clinic.pat.id}/link"
 
@@ -253,21 +259,15 @@ async def test_copying_a_join_link_returns_it_and_is_audited(
 async def test_a_json_call_without_the_csrf_header_is_refused(
     client: Client, app: web.Application, clinic: Clinic, staff: Account
 ) -> None:
-    saved = await clinic.event(
-        "Follow-up",
-        clinic.telehealth,
-        "2030-05-06T10:00",
-        "2030-05-06T10:30",
-        patients=[clinic.pat],
-    )
+    event_id = await follow_up(clinic, clinic.pat)
     await sign_in(client, staff)
-    path = f"/events/{saved.event.id}/people/patient/{clinic.pat.id}/link"
+    path = f"/events/{event_id}/people/patient/{clinic.pat.id}/link"
     async with client.post(path, headers={"Accept": "application/json"}) as resp:
         assert resp.status == 403
         assert (await resp.json())["error"]["code"] == "forbidden"
     async with client.post(path, headers=json_headers("forged")) as resp:
         assert resp.status == 403
-    entries = await audit.entries(app[keys.DATABASE], event_id=saved.event.id)
+    entries = await audit.entries(app[keys.DATABASE], event_id=event_id)
     assert "link_copied" not in [e["action"] for e in entries]
 
 
@@ -303,14 +303,7 @@ async def test_my_link_and_public_link(
 async def test_sending_a_link_queues_it_or_says_why_not(
     client: Client, clinic: Clinic, staff: Account
 ) -> None:
-    saved = await clinic.event(
-        "Follow-up",
-        clinic.telehealth,
-        "2030-05-06T10:00",
-        "2030-05-06T10:30",
-        patients=[clinic.pat, clinic.quinn],
-    )
-    event_id = saved.event.id
+    event_id = await follow_up(clinic, clinic.pat, clinic.quinn)
     csrf = await sign_in(client, staff)
     people = f"/events/{event_id}/people/patient"
 
@@ -336,14 +329,7 @@ async def test_sending_a_link_queues_it_or_says_why_not(
 async def test_the_event_page_shows_each_message_state(
     client: Client, app: web.Application, clinic: Clinic, staff: Account
 ) -> None:
-    saved = await clinic.event(
-        "Follow-up",
-        clinic.telehealth,
-        "2030-05-06T10:00",
-        "2030-05-06T10:30",
-        patients=[clinic.pat],
-    )
-    event_id = saved.event.id
+    event_id = await follow_up(clinic, clinic.pat)
     later = to_db_time(utc_now() + timedelta(hours=1))
     # Two messages in the states a broken SMTP server or SMS provider leaves behind;
     # due in an hour, so that the running sender leaves them alone.
@@ -379,14 +365,7 @@ async def test_the_event_page_shows_each_message_state(
 async def test_cancelling_asks_first_then_stops_every_link(
     client: Client, app: web.Application, clinic: Clinic, staff: Account
 ) -> None:
-    saved = await clinic.event(
-        "Follow-up",
-        clinic.telehealth,
-        "2030-05-06T10:00",
-        "2030-05-06T10:30",
-        patients=[clinic.pat],
-    )
-    event_id = saved.event.id
+    event_id = await follow_up(clinic, clinic.pat)
     link = await clinic.scheduler.links.url_for(
         app[keys.DATABASE], event_id, "patient", clinic.pat.id
     )
