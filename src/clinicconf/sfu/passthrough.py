@@ -395,7 +395,7 @@ class PacketOutlet:
                 self._still_waiting()
                 return  # a picture that would not decode: wait for the keyframe
             self._rebase_on(packet)
-        extended = self._unwrap(packet.sequence_number)
+            extended = self._newest  # the re-based stream's first packet
         sequence_number = (packet.sequence_number + self._seq_offset) & 0xFFFF
         timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
         out = RtpPacket(
