@@ -13,6 +13,8 @@ from .config import Settings
 from .db import Database
 from .links import JoinLinks
 from .notify.sender import OutboxSender
+from .recording.jobs import Composer
+from .recording.store import Recordings
 from .scheduling import Scheduler
 from .security import load_or_create_secret_key
 from .sfu import ice
@@ -76,7 +78,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     def new_room(roster: Roster) -> Room:
         return Room(roster, settings)
 
-    conferences = Conferences(db, settings.presence_grace_seconds, new_room)
+    recordings = Recordings(db, settings.recordings_dir)
+    composer = Composer(recordings)
+    conferences = Conferences(db, settings.presence_grace_seconds, new_room, composer)
+    app[keys.RECORDINGS] = recordings
     app[keys.OUTBOX_SENDER] = sender
     app[keys.CONFERENCES] = conferences
     app[keys.SCHEDULER] = Scheduler(
@@ -87,7 +92,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         event_changed=conferences.event_changed,
     )
     sender.start()
+    await composer.start()
     yield
+    await composer.close()
     await sender.close()
 
 

@@ -12,14 +12,17 @@ import contextlib
 import secrets
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final, Literal, Protocol
 
 from . import audit
 from .db import Database, utc_now
 from .errors import Conflict, PermissionDenied, Refused
+from .recording.jobs import Composer
+from .recording.store import Attendee
 from .scheduling import Event
+from .sfu.recorder import Recorder
 from .sfu.room import RoomFactory
 from .sfu.router import Member, Permission
 
@@ -35,6 +38,10 @@ CLOSE_ENDED: Final = 4411
 UNNAMED: Final = "Participant"
 # Far more than any clinic's conference; a bound on what one public link can bring in.
 MAX_PAGES: Final = 500
+CANNOT_RECORD: Final = (
+    'This server forwards decoded pictures (forwarding = "transcode"), which it cannot'
+    ' record: set forwarding = "packets".'
+)
 
 
 @dataclass(frozen=True)
@@ -126,10 +133,12 @@ class Conference:
         db: Database,
         grace_seconds: float,
         rooms: RoomFactory,
+        composer: Composer,
         quiet: Callable[[Conference], None] = lambda conference: None,
     ) -> None:
         self._db = db
         self._grace_seconds = grace_seconds
+        self._composer = composer
         # Told when the last page has gone and nobody is about to come back.
         self._on_quiet = quiet
         self.event = event
@@ -144,6 +153,10 @@ class Conference:
         # Every open page, joined or not yet: each is closed with the conference.
         self._pages: set[Page] = set()
         self._shut = False
+        # The recording being written, if any (paused or not), and who took part in it.
+        self._recording: tuple[int, Recorder] | None = None
+        self._recorded_people: dict[str, Attendee] = {}
+        self._recording_tasks: set[asyncio.Task[None]] = set()
         self.invite(event)
 
     # --- open pages --------------------------------------------------------------------
@@ -208,6 +221,7 @@ class Conference:
             # The others hear of the arrival; the newcomer learns it from the welcome.
             self._broadcast_presence(participant, skip=participant.connections)
             await self._record(identity.actor, "joined")
+            await self._note_present()
 
     async def leave(self, connection: Subscriber, *, at_once: bool = False) -> None:
         """A page has gone; `at_once` when its holder said they were leaving, so
@@ -246,16 +260,18 @@ class Conference:
     # --- the host's intents --------------------------------------------------------------
 
     async def set_options(self, identity: Identity, options: Options) -> None:
-        """Before the start, both options; during the conference, moderator mode only."""
+        """Before the start, what the conference will start with; during it, moderator
+        mode on or off, and the recording paused or resumed."""
         self._require_host(identity)
-        if self.started_at is not None and options.recording != self.options.recording:
-            raise Refused("already_started", "Recording is set when the conference starts.")
         if options == self.options:
             return
+        recording_changed = options.recording != self.options.recording
         self.options = options
         await self._record(identity.actor, "options_changed", **vars(options))
         self._send_all({"type": "options", "options": vars(options)})
         if self.started_at is not None:
+            if recording_changed:
+                await self._recording_changed()
             self._moderation_changed()
 
     async def start(self, identity: Identity) -> None:
@@ -267,6 +283,8 @@ class Conference:
         self._send_all({"type": "started", "started_at": epoch_ms(self.started_at)})
         self._broadcast_moderation()
         self._schedule_end()
+        if self.options.recording:
+            await self._recording_changed()
 
     async def set_shown(self, identity: Identity, participant_id: str, shown: bool) -> None:
         self._require_host(identity)
@@ -321,6 +339,76 @@ class Conference:
         self.ended_by = by
         await self.shut()
         await self.close_pages(CLOSE_ENDED, "ended", {"type": "ended", "by": by})
+
+    # --- recording -------------------------------------------------------------------
+
+    async def _recording_changed(self) -> None:
+        """Start, pause or resume the recording as the host's option now says."""
+        if self._recording is None:
+            if self.options.recording:
+                await self._start_recording()
+            return
+        _, recorder = self._recording
+        recorder.paused = not self.options.recording
+        self.room.changed()
+
+    async def _start_recording(self) -> None:
+        recording_id = await self._composer.store.create(self.event)
+        if not self.room.can_record:
+            await self._recording_stopped(recording_id, CANNOT_RECORD)
+            return
+        directory = self._composer.store.directory(recording_id)
+        recorder = Recorder(directory, lambda reason: self._recording_broke(recording_id, reason))
+        self._recording = (recording_id, recorder)
+        self._recorded_people = {}
+        self.room.record(recorder)
+        await self._note_present()
+
+    def _recording_broke(self, recording_id: int, reason: str) -> None:
+        """Called by the recorder (from the media path): stop it, and say so."""
+        if self._recording is not None and self._recording[0] == recording_id:
+            self._recording = None
+            self.room.record(None)
+            stopping = asyncio.create_task(
+                self._recording_stopped(recording_id, reason), name="recording-broke"
+            )
+            self._recording_tasks.add(stopping)
+            stopping.add_done_callback(self._recording_tasks.discard)
+
+    async def _recording_stopped(self, recording_id: int, reason: str) -> None:
+        """The recording cannot go on: it is kept as far as it got, the indicator goes
+        off, and the host learns why (and may start a new one)."""
+        await self._composer.store.failed(recording_id, reason)
+        await self._record(audit.SYSTEM, "recording_failed", recording=recording_id)
+        self.options = replace(self.options, recording=False)
+        self._send_all({"type": "options", "options": vars(self.options)})
+        for connection in self.connections:
+            if connection.identity.is_host:
+                connection.send({"type": "recording_failed", "message": reason})
+
+    async def _note_present(self) -> None:
+        """Who took part while it was recorded, kept with the recording as they come."""
+        if self._recording is None:
+            return
+        before = len(self._recorded_people)
+        for participant in self._participants.values():
+            if participant.active:
+                identity = participant.identity
+                self._recorded_people.setdefault(
+                    identity.key, Attendee(participant.public_id, identity.name, identity.kind)
+                )
+        if len(self._recorded_people) != before:
+            recording_id, _ = self._recording
+            await self._composer.store.note_present(
+                recording_id, list(self._recorded_people.values())
+            )
+
+    async def _finish_recording(self) -> None:
+        """The conference is over: the recording's files are closed, and it is composed."""
+        recording, self._recording = self._recording, None
+        if recording is not None:
+            self.room.record(None)
+            await self._composer.finished(recording[0])
 
     # --- media -----------------------------------------------------------------------
 
@@ -456,6 +544,8 @@ class Conference:
             ending.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ending
+        await self._finish_recording()
+        await asyncio.gather(*self._recording_tasks)
         await self.room.close()
         for participant in self._participants.values():
             grace, participant.grace = participant.grace, None
@@ -497,10 +587,13 @@ class Conferences:
     """The live conferences of this server, one per event with a page open or
     someone about to come back."""
 
-    def __init__(self, db: Database, grace_seconds: float, rooms: RoomFactory) -> None:
+    def __init__(
+        self, db: Database, grace_seconds: float, rooms: RoomFactory, composer: Composer
+    ) -> None:
         self._db = db
         self._grace_seconds = grace_seconds
         self._rooms = rooms
+        self._composer = composer
         self._conferences: dict[int, Conference] = {}
 
     def open(self, event: Event) -> Conference:
@@ -509,7 +602,9 @@ class Conferences:
             self._forget(other)
         conference = self._conferences.get(event.id)
         if conference is None:
-            conference = Conference(event, self._db, self._grace_seconds, self._rooms, self._forget)
+            conference = Conference(
+                event, self._db, self._grace_seconds, self._rooms, self._composer, self._forget
+            )
             self._conferences[event.id] = conference
         else:
             conference.invite(event)

@@ -12,6 +12,7 @@ from .conference import Conferences
 from .config import Settings
 from .db import Database
 from .notify.sender import OutboxSender
+from .recording.store import Recordings
 from .scheduling import Scheduler
 from .throttle import SignInThrottle
 
@@ -23,6 +24,7 @@ OUTBOX_SENDER: Final = web.AppKey("outbox_sender", OutboxSender)
 TEMPLATES: Final = web.AppKey("templates", jinja2.Environment)
 CONFERENCES: Final = web.AppKey("conferences", Conferences)
 SIGN_IN_THROTTLE: Final = web.AppKey("sign_in_throttle", SignInThrottle)
+RECORDINGS: Final = web.AppKey("recordings", Recordings)
 
 # Per request, set by the middleware: the signed-in staff member (absent when nobody
 # is signed in) and the CSRF token that forms must echo.

@@ -28,7 +28,7 @@ import logging
 import math
 import secrets
 import time
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc import RTCRtpTransceiver as Transceiver
@@ -141,9 +141,23 @@ def starts_keyframe(payload: bytes) -> bool:
     )
 
 
-def _newer(a: int, b: int) -> bool:
+def newer(a: int, b: int) -> bool:
     """Sequence number a comes after b (16 bits, wrapping)."""
     return a != b and (a - b) & 0xFFFF < 0x8000
+
+
+class PacketSink(Protocol):
+    """What a source hands its packets to: a subscriber's outlet, or the recorder."""
+
+    # The bitrate this consumer can take (REMB), if it says.
+    remb: int | None
+
+    async def forward(self, packet: RtpPacket, keyframe: bool, ntp_now: int) -> None: ...
+
+    def failed(self, exc: Exception) -> None:
+        """`forward` raised: the others go on."""
+
+    def connect(self, source: Source | None) -> None: ...
 
 
 class PacketSource:
@@ -153,7 +167,7 @@ class PacketSource:
         self.kind = kind
         self._receiver: RTCRtpReceiver = transceiver.receiver
         self._bitrate_cap = bitrate_cap
-        self._outlets: set[PacketOutlet] = set()
+        self._outlets: set[PacketSink] = set()
         # The SSRC of the media (not of its retransmissions), for keyframe requests.
         self._media_ssrc: int | None = None
         # Without SSRCs in the SDP, the first one seen is the stream.
@@ -164,10 +178,10 @@ class PacketSource:
         self._failures = 0
         self._receiver._handle_rtp_packet = self._received  # type: ignore[method-assign]
 
-    def add(self, outlet: PacketOutlet) -> None:
+    def add(self, outlet: PacketSink) -> None:
         self._outlets.add(outlet)
 
-    def discard(self, outlet: PacketOutlet) -> None:
+    def discard(self, outlet: PacketSink) -> None:
         self._outlets.discard(outlet)
 
     def request_keyframe(self) -> None:
@@ -222,7 +236,7 @@ class PacketSource:
         if not packet.payload:
             return  # padding, for bandwidth probing
         self._media_ssrc = packet.ssrc
-        newest = self._newest_seq is None or _newer(packet.sequence_number, self._newest_seq)
+        newest = self._newest_seq is None or newer(packet.sequence_number, self._newest_seq)
         if newest:
             self._newest_seq = packet.sequence_number
         # A keyframe's start that comes late (a retransmission) starts nobody's picture.

@@ -20,9 +20,10 @@ from ..config import Settings
 from ..errors import Refused
 from . import ice
 from .forward import Forwarding, TranscodingRelay
-from .passthrough import PacketForwarding
+from .passthrough import PacketForwarding, PacketSource
 from .peer import BadAnswer, OutOfTurn, Peer
-from .router import Kind, Member, routes
+from .recorder import Recorder, Track
+from .router import Kind, Member, recorded, routes
 
 log = logging.getLogger(__name__)
 # aiortc and aioice log SDPs and candidate pairs (participants' IP addresses, ICE
@@ -76,11 +77,25 @@ class Room:
         # that dropped it may itself be cancelled meanwhile (at shutdown).
         self._closing: set[asyncio.Task[None]] = set()
         self._guests: set[str] = set()
+        self._recorder: Recorder | None = None
         self._closed = False
 
     @property
     def present(self) -> set[str]:
         return set(self._people)
+
+    @property
+    def can_record(self) -> bool:
+        """Recording writes packets as received: decoded-frame forwarding has none."""
+        return isinstance(self._forwarding, PacketForwarding)
+
+    def record(self, recorder: Recorder | None) -> None:
+        """Write the permitted media to `recorder` from now on (None: stop; the
+        recorder that was writing is closed)."""
+        if self._recorder is not None and self._recorder is not recorder:
+            self._recorder.close()
+        self._recorder = recorder
+        self.changed()
 
     # --- pages' intents ----------------------------------------------------------------
 
@@ -199,6 +214,8 @@ class Room:
             self._route(subscriber, attendance, wanted[subscriber], people)
             for subscriber, attendance in people.items()
         ]
+        if self._recorder is not None:
+            self._recorder.route(self._recorded(members, people))
         await asyncio.gather(
             *(self._offer(a) for a, needed in zip(people.values(), offers, strict=True) if needed)
         )
@@ -227,6 +244,17 @@ class Room:
             needs_offer = needs_offer or new
             slot.outlet.connect(people[publisher].peer.sources.get(kind))
         return needs_offer
+
+    def _recorded(
+        self, members: list[Member], people: dict[str, _Attendance]
+    ) -> dict[Track, PacketSource]:
+        """The permitted tracks being sent now, each with its source."""
+        sources = {}
+        for publisher, kind in recorded(members, self._roster.moderated):
+            source = people[publisher].peer.sources.get(kind)
+            if isinstance(source, PacketSource):
+                sources[publisher, kind] = source
+        return sources
 
     @staticmethod
     async def _offer(attendance: _Attendance) -> None:
@@ -269,6 +297,7 @@ class Room:
 
     async def close(self) -> None:
         self._closed = True
+        self.record(None)
         for participant, attendance in list(self._people.items()):
             self._drop(participant, attendance)
         if self._applier is not None:

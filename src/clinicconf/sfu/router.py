@@ -60,6 +60,18 @@ def routes(members: Iterable[Member], moderated: bool) -> frozenset[Route]:
     return frozenset(table)
 
 
+def recorded(members: Iterable[Member], moderated: bool) -> frozenset[tuple[str, Kind]]:
+    """What the recording takes: what everyone sees and hears, as a participant who
+    is not a host would (so what the moderator withheld from everyone is not in it)."""
+    audience = Member("", host=False)
+    return frozenset(
+        (publisher.id, kind)
+        for publisher in members
+        for kind in KINDS
+        if _forwarded(publisher, kind, audience, moderated)
+    )
+
+
 def _forwarded(publisher: Member, kind: Kind, subscriber: Member, moderated: bool) -> bool:
     if not moderated:
         return True

@@ -1,0 +1,146 @@
+"""A recording's files on disk: how the recorder writes them and the composer finds them.
+
+A recording is a directory under the data directory's `recordings/`, named by its id:
+
+- `tracks/<participant>-<kind>.webm`: one participant's video (VP8) or sound (Opus)
+  as it was received, never decoded or encoded again. Timestamps are milliseconds
+  from the recording's start. Written live (no seeking back to the start, a cluster
+  at least every second, each packet flushed): a crash or a power cut leaves a file
+  that plays up to its last second.
+- `timeline.jsonl`: one JSON line, flushed, per change of what is recorded:
+  `{"t": ms, "recording": bool, "video": [participant, ...], "audio": [...]}`; the
+  last line is `{"t": ms, "end": true}` when the recording ended cleanly.
+- `conference.webm`: the one playable file composed after the conference.
+"""
+
+from __future__ import annotations
+
+import fractions
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import av
+from av.container import OutputContainer
+
+Kind = Literal["audio", "video"]
+TIME_BASE: Final = fractions.Fraction(1, 1000)
+TRACKS: Final = "tracks"
+TIMELINE: Final = "timeline.jsonl"
+COMPOSED: Final = "conference.webm"
+# Live writing: no cues written at the end, clusters closed within a second, and
+# every packet handed to the operating system as it comes.
+_LIVE_OPTIONS: Final = {"live": "1", "cluster_time_limit": "1000", "flush_packets": "1"}
+_ENCODERS: Final[dict[Kind, str]] = {"audio": "libopus", "video": "libvpx"}
+_VP8_START_CODE: Final = b"\x9d\x01\x2a"
+
+
+def track_path(directory: Path, participant: str, kind: Kind) -> Path:
+    return directory / TRACKS / f"{participant}-{kind}.webm"
+
+
+def track_of(path: Path) -> tuple[str, Kind] | None:
+    """The participant and kind a track file holds, from its name."""
+    participant, _, kind = path.stem.rpartition("-")
+    if path.suffix != ".webm" or not participant or kind not in ("audio", "video"):
+        return None
+    return participant, "audio" if kind == "audio" else "video"
+
+
+def vp8_keyframe_size(frame: bytes) -> tuple[int, int] | None:
+    """Width and height of a VP8 keyframe (RFC 6386, 9.1); None for another frame."""
+    if len(frame) < 10 or frame[0] & 0x01 or frame[3:6] != _VP8_START_CODE:
+        return None
+    width = int.from_bytes(frame[6:8], "little") & 0x3FFF
+    height = int.from_bytes(frame[8:10], "little") & 0x3FFF
+    return width, height
+
+
+class TrackFile:
+    """One track's WebM file, opened at its first frame (a video's keyframe gives
+    the picture size the header needs)."""
+
+    def __init__(self, path: Path, kind: Kind) -> None:
+        self.path = path
+        self.kind = kind
+        self._container: OutputContainer | None = None
+        self._stream: Any = None
+        self.last_pts: int | None = None
+
+    def write(self, data: bytes, pts: int, *, keyframe: bool = True) -> None:
+        """Add one encoded frame at `pts` milliseconds; a frame not after the last
+        one written is moved just after it (a container's time only goes forward)."""
+        if self._container is None:
+            self._open(data)
+        if self.last_pts is not None and pts <= self.last_pts:
+            pts = self.last_pts + 1
+        packet = av.Packet(data)
+        packet.stream = self._stream
+        packet.time_base = TIME_BASE
+        packet.pts = packet.dts = pts
+        packet.is_keyframe = keyframe
+        assert self._container is not None
+        self._container.mux(packet)
+        self.last_pts = pts
+
+    def _open(self, first: bytes) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        container = av.open(str(self.path), "w", format="webm", options=dict(_LIVE_OPTIONS))
+        try:
+            if self.kind == "video":
+                size = vp8_keyframe_size(first)
+                if size is None:
+                    raise ValueError("a video track must start with a keyframe")
+                stream: Any = container.add_stream(_ENCODERS["video"], rate=30)
+                stream.width, stream.height = size
+            else:
+                stream = container.add_stream(_ENCODERS["audio"], rate=48_000, layout="stereo")
+            stream.time_base = TIME_BASE
+        except BaseException:
+            container.close()
+            raise
+        self._container, self._stream = container, stream
+
+    def close(self) -> None:
+        container, self._container = self._container, None
+        if container is not None:
+            container.close()
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """The recording's `timeline.jsonl`, appended to and flushed line by line."""
+
+    path: Path
+
+    def append(self, entry: dict[str, Any]) -> None:
+        with self.path.open("a", encoding="utf-8") as file:
+            file.write(json.dumps(entry, separators=(",", ":")) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+
+
+def read_timeline(directory: Path) -> list[dict[str, Any]]:
+    """The timeline's entries in order; a last line cut short by a crash is skipped."""
+    path = directory / TIMELINE
+    if not path.exists():
+        return []
+    entries = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    return entries
+
+
+def track_files(directory: Path) -> list[tuple[Path, str, Kind]]:
+    """The track files of a recording, with their participant and kind, by name."""
+    found = []
+    for path in sorted((directory / TRACKS).glob("*.webm")):
+        track = track_of(path)
+        if track is not None:
+            found.append((path, *track))
+    return found

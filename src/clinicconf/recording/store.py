@@ -1,0 +1,261 @@
+"""Recordings in the database and on disk: their state, whose patient record they
+belong to, who may reach them, and their deletion (files and all)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from .. import audit
+from ..accounts import StaffUser
+from ..db import Database, Row, from_db_time, to_db_time, utc_now
+from ..errors import Conflict, NotFound
+from ..scheduling import Event
+from .files import COMPOSED, track_files
+
+State = Literal["recording", "composing", "ready", "failed"]
+# A recording not yet composed cannot be deleted: its files are still being written.
+_DELETABLE: Final = ("ready", "failed")
+# A deleted recording's directory, moved aside until its files are gone.
+_DELETED: Final = "deleted-"
+
+
+@dataclass(frozen=True)
+class Attendee:
+    """Someone who took part while the conference was recorded; `participant` is
+    the id their track files are named by."""
+
+    participant: str
+    name: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class RecordingFile:
+    """One file of a recording a clinician can play or download."""
+
+    name: str
+    size_bytes: int
+    participant: str | None = None  # a track's participant id; None for the composed file
+    kind: str | None = None
+
+
+@dataclass(frozen=True)
+class Recording:
+    id: int
+    event_id: int
+    event_title: str
+    started_at: datetime
+    ended_at: datetime | None
+    state: State
+    interrupted: bool
+    failure: str | None
+    progress: float
+    duration_ms: int | None
+    size_bytes: int | None
+    present: list[Attendee]
+    patient_ids: frozenset[int]
+    # The event's staff now: with the administrators, the only ones who may reach it.
+    staff_ids: frozenset[int]
+
+    def reachable_by(self, user: StaffUser) -> bool:
+        return user.is_admin or user.id in self.staff_ids
+
+
+_SELECT: Final = """
+SELECT r.*, e.title AS event_title,
+       (SELECT group_concat(patient_id) FROM recording_patients WHERE recording_id = r.id)
+           AS patient_ids,
+       (SELECT group_concat(staff_id) FROM event_staff WHERE event_id = r.event_id)
+           AS staff_ids
+FROM recordings r JOIN events e ON e.id = r.event_id
+"""
+
+
+def _ids(text: str | None) -> frozenset[int]:
+    return frozenset(int(part) for part in text.split(",")) if text else frozenset()
+
+
+def _recording(row: Row) -> Recording:
+    return Recording(
+        id=row["id"],
+        event_id=row["event_id"],
+        event_title=row["event_title"],
+        started_at=from_db_time(row["started_at"]),
+        ended_at=from_db_time(row["ended_at"]) if row["ended_at"] else None,
+        state=row["state"],
+        interrupted=bool(row["interrupted"]),
+        failure=row["failure"],
+        progress=row["progress"],
+        duration_ms=row["duration_ms"],
+        size_bytes=row["size_bytes"],
+        present=[Attendee(**a) for a in json.loads(row["present"])],
+        patient_ids=_ids(row["patient_ids"]),
+        staff_ids=_ids(row["staff_ids"]),
+    )
+
+
+class Recordings:
+    def __init__(self, db: Database, root: Path) -> None:
+        self._db = db
+        self._root = root
+
+    def directory(self, recording_id: int) -> Path:
+        return self._root / str(recording_id)
+
+    # --- the recorder's side ---------------------------------------------------------
+
+    async def create(self, event: Event) -> int:
+        """A new recording of `event`, in the record of each of its patients (and of
+        the patient a Public Conference is tied to)."""
+        patients = {p.id for p in event.patients}
+        if event.record_patient_id is not None:
+            patients.add(event.record_patient_id)
+        async with self._db.transaction() as tx:
+            recording_id = await tx.execute(
+                "INSERT INTO recordings (event_id, started_at) VALUES (?, ?)",
+                (event.id, to_db_time(utc_now())),
+            )
+            await tx.executemany(
+                "INSERT INTO recording_patients (recording_id, patient_id) VALUES (?, ?)",
+                [(recording_id, patient) for patient in sorted(patients)],
+            )
+            await audit.record(
+                tx, audit.SYSTEM, "recording_started", event_id=event.id, recording=recording_id
+            )
+        self.directory(recording_id).mkdir(parents=True)
+        return recording_id
+
+    async def note_present(self, recording_id: int, present: list[Attendee]) -> None:
+        await self._db.execute(
+            "UPDATE recordings SET present = ? WHERE id = ?",
+            (json.dumps([vars(a) for a in present]), recording_id),
+        )
+
+    async def finished(self, recording_id: int) -> None:
+        """Written to the end: next, it is composed."""
+        await self._db.execute(
+            "UPDATE recordings SET state = 'composing', ended_at = ? WHERE id = ?",
+            (to_db_time(utc_now()), recording_id),
+        )
+
+    async def failed(self, recording_id: int, reason: str) -> None:
+        await self._db.execute(
+            "UPDATE recordings SET state = 'failed', failure = ? WHERE id = ?",
+            (reason, recording_id),
+        )
+
+    # --- the composer's side ---------------------------------------------------------
+
+    async def to_compose(self) -> list[int]:
+        """At start-up: recordings the server stopped in the middle of are marked
+        interrupted, and with those it had not finished composing, composed again."""
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "UPDATE recordings SET state = 'composing', interrupted = 1"
+                " WHERE state = 'recording'"
+            )
+            rows = await tx.fetchall("SELECT id FROM recordings WHERE state = 'composing'")
+        return [row["id"] for row in rows]
+
+    async def progress(self, recording_id: int, fraction: float) -> None:
+        await self._db.execute(
+            "UPDATE recordings SET progress = ? WHERE id = ? AND state = 'composing'",
+            (min(1.0, max(0.0, fraction)), recording_id),
+        )
+
+    async def ready(self, recording_id: int, duration_ms: int, size_bytes: int) -> None:
+        await self._db.execute(
+            "UPDATE recordings SET state = 'ready', progress = 1, duration_ms = ?,"
+            " size_bytes = ?, failure = NULL WHERE id = ?",
+            (duration_ms, size_bytes, recording_id),
+        )
+
+    # --- the clinicians' side --------------------------------------------------------
+
+    async def get(self, recording_id: int) -> Recording:
+        row = await self._db.fetchone(_SELECT + " WHERE r.id = ?", (recording_id,))
+        if row is None:
+            raise NotFound("No such recording.")
+        return _recording(row)
+
+    async def for_patient(self, patient_id: int) -> list[Recording]:
+        rows = await self._db.fetchall(
+            _SELECT + " JOIN recording_patients rp ON rp.recording_id = r.id"
+            " WHERE rp.patient_id = ? ORDER BY r.started_at DESC, r.id DESC",
+            (patient_id,),
+        )
+        return [_recording(row) for row in rows]
+
+    async def for_event(self, event_id: int) -> list[Recording]:
+        rows = await self._db.fetchall(
+            _SELECT + " WHERE r.event_id = ? ORDER BY r.started_at DESC, r.id DESC", (event_id,)
+        )
+        return [_recording(row) for row in rows]
+
+    def files(self, recording: Recording) -> list[RecordingFile]:
+        """The composed file (when there is one) and every track file."""
+        directory = self.directory(recording.id)
+        found = []
+        composed = directory / COMPOSED
+        if recording.state == "ready" and composed.exists():
+            found.append(RecordingFile(COMPOSED, composed.stat().st_size))
+        for path, participant, kind in track_files(directory):
+            found.append(RecordingFile(path.name, path.stat().st_size, participant, kind))
+        return found
+
+    def file_path(self, recording: Recording, name: str) -> Path:
+        """The path of one of `recording`'s files, by a name from `files()` only."""
+        for known in self.files(recording):
+            if known.name == name:
+                subfolder = () if known.participant is None else ("tracks",)
+                return self.directory(recording.id).joinpath(*subfolder, name)
+        raise NotFound("No such file in this recording.")
+
+    async def accessed(
+        self, user: StaffUser, recording: Recording, action: str, **detail: Any
+    ) -> None:
+        """Write a clinician's play or download into the audit log."""
+        async with self._db.transaction() as tx:
+            await audit.record(
+                tx,
+                user.actor,
+                action,
+                event_id=recording.event_id,
+                recording=recording.id,
+                **detail,
+            )
+
+    async def delete(self, user: StaffUser, recording: Recording) -> None:
+        """Remove the recording from every record, and its files from the disk. The
+        directory is first moved aside in one step, so that the files of a recording
+        no longer listed are never found again, even if removing them is cut short
+        (`sweep` finishes the job at the next start)."""
+        if recording.state not in _DELETABLE:
+            raise Conflict("This recording is still being written or composed.")
+        doomed = self._root / f"{_DELETED}{recording.id}"
+        directory = self.directory(recording.id)
+        if directory.exists():
+            directory.rename(doomed)
+        async with self._db.transaction() as tx:
+            await tx.execute("DELETE FROM recordings WHERE id = ?", (recording.id,))
+            await audit.record(
+                tx, user.actor, "recording_deleted", event_id=recording.event_id,
+                recording=recording.id,
+            )  # fmt: skip
+        await asyncio.to_thread(_remove, doomed)
+
+    def sweep(self) -> None:
+        """At start-up: finish removing the files of recordings deleted before."""
+        for doomed in self._root.glob(f"{_DELETED}*"):
+            _remove(doomed)
+
+
+def _remove(directory: Path) -> None:
+    if directory.exists():
+        shutil.rmtree(directory)
