@@ -43,6 +43,10 @@ class Lobby {
   #moderation = NO_MODERATION;
   #connected = false;
   #startPending = false;
+  // Told that the conference is recorded (in the waiting room, or by the notice
+  // before going in), and waiting at that notice.
+  #toldOfRecording = false;
+  #awaitingConsent = false;
   // Requests awaiting their answer: id -> {undo: what to do if the server refuses it,
   // quiet: whether the requester shows the refusal itself}.
   #pending = new Map();
@@ -55,6 +59,10 @@ class Lobby {
     elements.moderator.addEventListener("change", () => this.#sendOptions());
     elements.recording.addEventListener("change", () => this.#sendOptions());
     elements.start.addEventListener("click", () => this.#sendStart());
+    elements.joinRecorded.addEventListener("click", () => {
+      this.#toldOfRecording = true;
+      this.#enter();
+    });
     const channel = {
       request: (type, fields, undo, options) => this.#request(type, fields, undo, options),
       close: () => this.#socket.stop(),
@@ -84,6 +92,8 @@ class Lobby {
         break;
       case "options":
         this.#options = message.options;
+        // Recording paused before they went in: nothing left to tell.
+        if (this.#awaitingConsent && !this.#options.recording) this.#enter();
         break;
       case "moderation":
         this.#moderation = moderationOf(message);
@@ -102,6 +112,9 @@ class Lobby {
       case "cancelled":
         this.#cancelled();
         return;
+      case "recording_failed":
+        showToast(message.message, { error: true });
+        return;
       case "result":
         this.#pending.delete(message.id);
         return;
@@ -114,8 +127,15 @@ class Lobby {
     this.#render();
     // Going in, and on every new connection once in, the page joins the media.
     if (this.#started && (message.type === "welcome" || message.type === "started")) {
-      this.#conference.join();
+      this.#enter();
     }
+  }
+
+  /** Join the conference's media, once told if it is being recorded. */
+  #enter() {
+    this.#awaitingConsent = this.#options.recording && !this.#toldOfRecording && !this.#you.host;
+    this.#render();
+    if (!this.#awaitingConsent) this.#conference.join();
   }
 
   #welcome({ you, event, options, moderation, started, participants }) {
@@ -168,9 +188,10 @@ class Lobby {
     this.#preview.stop();
     this.#conference.stop();
     this.#timeLeft.stop();
-    const { waitingRoom, conference, reconnecting, cancelled } = this.#elements;
+    const { waitingRoom, conference, recordingConsent, reconnecting, cancelled } = this.#elements;
     waitingRoom.hidden = true;
     conference.hidden = true;
+    recordingConsent.hidden = true;
     reconnecting.hidden = true;
     cancelled.textContent = text;
     cancelled.hidden = false;
@@ -213,9 +234,10 @@ class Lobby {
 
   #render() {
     if (this.#you === null) return; // nothing to show before the server's welcome
-    const { waitingRoom, conference } = this.#elements;
+    const { waitingRoom, conference, recordingConsent } = this.#elements;
     waitingRoom.hidden = this.#started;
-    conference.hidden = !this.#started;
+    conference.hidden = !this.#started || this.#awaitingConsent;
+    recordingConsent.hidden = !this.#awaitingConsent;
     if (this.#started) {
       // Nothing to preview any more; the camera goes off.
       this.#preview.stop();
@@ -238,6 +260,7 @@ class Lobby {
     elements.recordingNotice.textContent = this.#options.recording
       ? "This session will be recorded."
       : "This session will not be recorded.";
+    if (this.#options.recording) this.#toldOfRecording = true;
     const everyone = this.#sortedParticipants();
     const here = everyone.filter((p) => p.active);
     const awaited = everyone.filter((p) => !p.active);
@@ -343,6 +366,8 @@ function main() {
     conferencePeople: byId("conference-people"),
     moderatorState: byId("moderator-state"),
     recordingState: byId("recording-state"),
+    recordingConsent: byId("recording-consent"),
+    joinRecorded: byId("join-recorded"),
   };
   const preview = new DevicePreview(byId("preview"));
   preview.start();

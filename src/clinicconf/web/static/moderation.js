@@ -1,5 +1,5 @@
-// The host's moderator controls during the conference: the "Moderator Role" switch,
-// and while it is on, a row per person present saying whether they are on everyone's
+// The host's controls during the conference: the "Moderator Role" and "Recording"
+// switches (recording paused or resumed), and while moderator mode is on, a row per person present saying whether they are on everyone's
 // screen and what they may use (docs/lobby-protocol.md, "The conference"). The server
 // is the truth: a refused change goes back to what it last said.
 // Server data goes into the page as text, never as HTML.
@@ -20,6 +20,8 @@ export class ModeratorPanel {
   #rows;
   #liveField;
   #live;
+  #recordingField;
+  #recording;
   #request;
   // What the server last said, to go back to when a change is refused.
   #state = null;
@@ -35,8 +37,11 @@ export class ModeratorPanel {
     this.#rows = root.querySelector("#moderator-rows");
     this.#liveField = root.querySelector("#moderator-live-field");
     this.#live = root.querySelector("#moderator-live");
+    this.#recordingField = root.querySelector("#recording-live-field");
+    this.#recording = root.querySelector("#recording-live");
     this.#request = request;
-    this.#live.addEventListener("change", () => this.#sendModerator());
+    this.#live.addEventListener("change", () => this.#sendOptions());
+    this.#recording.addEventListener("change", () => this.#sendOptions());
   }
 
   /** state: {you, options, moderation, participants (present, in order), connected}. */
@@ -46,6 +51,9 @@ export class ModeratorPanel {
     this.#liveField.hidden = !you.host;
     this.#live.checked = options.moderator;
     this.#live.disabled = !connected;
+    this.#recordingField.hidden = !you.host;
+    this.#recording.checked = options.recording;
+    this.#recording.disabled = !connected;
     this.#panel.hidden = !(you.host && moderation.moderator);
     if (this.#panel.hidden) return;
 
@@ -81,12 +89,9 @@ export class ModeratorPanel {
     if (this.#state !== null) this.render(this.#state);
   }
 
-  #sendModerator() {
-    // After the start only moderator mode may change: recording is sent as it is.
-    const { recording } = this.#state.options;
-    this.#request("set_options", { moderator: this.#live.checked, recording }, () =>
-      this.#rerender(),
-    );
+  #sendOptions() {
+    const options = { moderator: this.#live.checked, recording: this.#recording.checked };
+    this.#request("set_options", options, () => this.#rerender());
   }
 
   #newRow(id) {
