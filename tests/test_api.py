@@ -245,7 +245,9 @@ async def test_every_route_but_the_document_needs_a_valid_token(
 ) -> None:
     before = await row_counts(client.app)
     for method, path in PROTECTED:
-        url = PREFIX + path.format(event_id=1, kind="staff", person_id=1)
+        url = PREFIX + path.format(
+            event_id=1, kind="staff", person_id=1, patient_id=1, recording_id=1, name="x"
+        )
         for authorization in [None, "Bearer not-a-token", "Basic YWRhOng="]:
             headers = {"Authorization": authorization} if authorization else {}
             async with client.request(method, url, json={}, headers=headers) as resp:

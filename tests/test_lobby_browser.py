@@ -212,8 +212,9 @@ async def test_the_host_sees_the_patient_come_and_go_then_starts_the_conference(
     await expect(patient.get_by_text("Moderator mode: off")).to_be_visible()
     await expect(host.get_by_role("heading", name="In the conference")).to_be_visible()
 
-    # Whoever arrives later goes straight in.
+    # Whoever arrives later goes straight in, once told that it is recorded.
     quinn = await visitors.open(links.quinn)
+    await quinn.get_by_role("button", name="Join the recorded conference").click()
     await expect(quinn.get_by_role("heading", name="In the conference")).to_be_visible()
     await expect(quinn.get_by_text(WAITING)).to_be_hidden()
 

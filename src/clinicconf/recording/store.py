@@ -19,8 +19,10 @@ from ..scheduling import Event
 from .files import COMPOSED, track_files
 
 State = Literal["recording", "composing", "ready", "failed"]
-# A recording not yet composed cannot be deleted: its files are still being written.
-_DELETABLE: Final = ("ready", "failed")
+NOT_DELETABLE: Final = (
+    "This recording cannot be deleted while it is being recorded or composed."
+    " Try again once it is ready."
+)
 # A deleted recording's directory, moved aside until its files are gone.
 _DELETED: Final = "deleted-"
 
@@ -65,6 +67,11 @@ class Recording:
 
     def reachable_by(self, user: StaffUser) -> bool:
         return user.is_admin or user.id in self.staff_ids
+
+    @property
+    def deletable(self) -> bool:
+        """Not while its files are still being written or composed."""
+        return self.state in ("ready", "failed")
 
 
 _SELECT: Final = """
@@ -236,8 +243,8 @@ class Recordings:
         directory is first moved aside in one step, so that the files of a recording
         no longer listed are never found again, even if removing them is cut short
         (`sweep` finishes the job at the next start)."""
-        if recording.state not in _DELETABLE:
-            raise Conflict("This recording is still being written or composed.")
+        if not recording.deletable:
+            raise Conflict(NOT_DELETABLE)
         doomed = self._root / f"{_DELETED}{recording.id}"
         directory = self.directory(recording.id)
         if directory.exists():

@@ -226,6 +226,8 @@ _ID: Final = json_type(int).schema
 _TIME: Final = json_type(datetime).schema
 
 _EVENT_ID: Final = _parameter("event_id", "path", _ID, "The event's id.")
+_RECORDING_ID: Final = _parameter("recording_id", "path", _ID, "The recording's id.")
+_BYTES: Final = {"type": "string", "format": "binary"}
 _TIME_FORMAT: Final = (
     "ISO 8601 with a time zone offset, e.g. 2025-03-01T09:30:00+01:00 or 2025-03-01T08:30:00Z"
 )
@@ -240,22 +242,35 @@ _BODY_ERRORS: Final = {
 }
 _ADMIN_ONLY: Final = {403: "Only an administrator's token may do this."}
 _NO_EVENT: Final = {404: "No event has this id."}
+# A recording the token's staff member may not reach is answered as one that does not exist.
+_NO_RECORDING: Final = {
+    404: "No recording has this id, or it is not this staff member's: only the event's"
+    " staff and administrators reach a recording."
+}
 
 
 def _operation(
     operation_id: str,
     summary: str,
-    answer: tuple[int, str, dict[str, Any]],
+    answer: tuple[int, str, dict[str, Any] | None],
     *,
     body: str | None = None,
     errors: Mapping[int, str] | None = None,
     parameters: list[dict[str, Any]] | None = None,
+    media_types: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """One operation. `answer` is the success status, its description and schema;
-    `errors` the route's own error statuses (authentication's, and a body's, are
-    added here)."""
+    """One operation. `answer` is the success status, its description and schema
+    (None: no body), in JSON unless `media_types` name others; `errors` the
+    route's own error statuses (authentication's, and a body's, are added here)."""
     status, description, schema = answer
-    responses = {str(status): {"description": description, "content": _json(schema)}}
+    success: dict[str, Any] = {"description": description}
+    if schema is not None:
+        success["content"] = (
+            {media_type: {"schema": schema} for media_type in media_types}
+            if media_types
+            else _json(schema)
+        )
+    responses = {str(status): success}
     all_errors = _AUTH_ERRORS | (_BODY_ERRORS if body else {}) | dict(errors or {})
     for code in sorted(all_errors):
         responses[str(code)] = {"description": all_errors[code], "content": _json(_ref("Error"))}
@@ -293,6 +308,42 @@ def _schemas() -> dict[str, Any]:
         "required": [*event["required"], "invitations"],
     }
     person_link = _record(id=_ID, name=_STRING, url=_STRING | {"format": "uri"})
+    count = {"type": "integer", "minimum": 0}
+    recording = _record(
+        id=_ID,
+        event=_record(id=_ID, title=_STRING),
+        patient_ids={"type": "array", "items": _ID}
+        | {"description": "The patient records it belongs to."},
+        started_at=_TIME | {"description": "UTC."},
+        ended_at=json_type(datetime | None).schema
+        | {"description": "UTC; null while it is recorded, or if the server stopped."},
+        state={"type": "string", "enum": ["recording", "composing", "ready", "failed"]},
+        interrupted={"type": "boolean", "description": "The server stopped while recording."},
+        failure=json_type(str | None).schema | {"description": "Why composing failed."},
+        progress=count | {"maximum": 100, "description": "Composing, in whole per cent."},
+        duration_ms={"anyOf": [count, {"type": "null"}]},
+        size_bytes=count
+        | {"description": "The composed file's size; until there is one, its tracks'."},
+        present={
+            "type": "array",
+            "items": _record(participant=_STRING, name=_STRING, kind=_STRING),
+            "description": "Who took part while it was recorded; participant is the id"
+            " that names their track files.",
+        },
+    )
+    recording_file = _record(
+        name=_STRING,
+        kind={"type": "string", "enum": ["composed", "audio", "video"]},
+        participant=json_type(str | None).schema
+        | {"description": "A track's participant id in the conference; null if composed."},
+        size_bytes=count,
+        url=_STRING | {"format": "uri"},
+    )
+    recording_detail = recording | {
+        "properties": recording["properties"]
+        | {"files": {"type": "array", "items": _ref("RecordingFile")}},
+        "required": [*recording["required"], "files"],
+    }
     phone = "E.164 (+12025550123), or a national number of the server's phone region."
     return {
         "Error": _record(
@@ -334,6 +385,14 @@ def _schemas() -> dict[str, Any]:
             patients={"type": "array", "items": _ref("PersonLink")},
             public=json_type(str | None).schema
             | {"description": "The shared link of a Public Conference; null for other events."},
+        ),
+        "Recording": recording,
+        "RecordingFile": recording_file,
+        "RecordingDetail": recording_detail,
+        "PatientRecordings": _record(
+            recordings=_list_of("Recording"),
+            not_shown=count
+            | {"description": "How many other recordings of this patient it may not reach."},
         ),
         "Queued": _record(
             status={"type": "string", "enum": ["queued"]},
@@ -481,6 +540,49 @@ def _paths() -> dict[str, Any]:
                 },
             )
         },
+        "/patients/{patient_id}/recordings": {
+            "get": _operation(
+                "list_patient_recordings",
+                "The recordings in a patient's record that this staff member may reach"
+                " (as the event's staff, or an administrator), newest first.",
+                (200, "The recordings, and how many others there are.", _ref("PatientRecordings")),
+                parameters=[_parameter("patient_id", "path", _ID, "The patient's id.")],
+                errors={404: "No patient has this id."},
+            )
+        },
+        "/recordings/{recording_id}": {
+            "get": _operation(
+                "get_recording",
+                "One recording, with its files: the composed one once it is ready, and each"
+                " participant's audio and video track.",
+                (200, "The recording.", _ref("RecordingDetail")),
+                parameters=[_RECORDING_ID],
+                errors=_NO_RECORDING,
+            ),
+            "delete": _operation(
+                "delete_recording",
+                "Delete a recording: it leaves every patient record and its files are removed"
+                " from the server. Audited.",
+                (204, "Deleted.", None),
+                parameters=[_RECORDING_ID],
+                errors=_NO_RECORDING
+                | {409: "It is still being recorded or composed: try again once it is not."},
+            ),
+        },
+        "/recordings/{recording_id}/files/{name}": {
+            "get": _operation(
+                "get_recording_file",
+                "Download one of a recording's files (the name from its files list), as an"
+                " attachment. Range requests are answered with 206 and that part. Audited.",
+                (200, "The file: WebM video, or WebM audio for an audio track.", _BYTES),
+                parameters=[
+                    _RECORDING_ID,
+                    _parameter("name", "path", _STRING, "The file's name, from its files list."),
+                ],
+                errors={404: _NO_RECORDING[404] + " Or it has no file of this name."},
+                media_types=("video/webm", "audio/webm"),
+            )
+        },
     }
 
 
@@ -491,8 +593,8 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "clinicconf API",
             "version": "1",
-            "description": "Staff, patients, event types, events and their join links, for"
-            " the clinic's EHR and scripts. Errors are"
+            "description": "Staff, patients, event types, events, their join links and"
+            " their recordings, for the clinic's EHR and scripts. Errors are"
             ' {"error": {"code", "message", "field"}}.',
         },
         "servers": [{"url": "/api/v1"}],

@@ -78,7 +78,7 @@ def query_time(request: web.Request, name: str) -> datetime:
     return openapi.parse_time(value, name)
 
 
-def _time_json(moment: datetime) -> str:
+def time_json(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -87,8 +87,8 @@ def event_json(event: Event) -> dict[str, Any]:
         "id": event.id,
         "title": event.title,
         "event_type": dataclasses.asdict(event.event_type),
-        "start": _time_json(event.start),
-        "end": _time_json(event.end),
+        "start": time_json(event.start),
+        "end": time_json(event.end),
         "status": event.status,
         "record_patient_id": event.record_patient_id,
         # Names only: the event's other participants' contact details are not its business.

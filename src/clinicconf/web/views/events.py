@@ -21,6 +21,7 @@ from ...scheduling import Event, EventInput, Patient, PersonKind, Staff
 from ..forms import field_errors
 from ..middleware import current_user, scheduler_of
 from ..rendering import render
+from .recordings import listing
 
 routes = web.RouteTableDef()
 
@@ -241,7 +242,7 @@ async def update_event(request: web.Request) -> web.Response:
 
 @routes.get(EVENT)
 async def show_event(request: web.Request) -> web.Response:
-    current_user(request)
+    user = current_user(request)
     scheduler = scheduler_of(request)
     event = await scheduler.get_event(_event_id(request))
     people: list[Staff | Patient] = [*event.staff, *event.patients]
@@ -261,6 +262,8 @@ async def show_event(request: web.Request) -> web.Response:
         not_emailed=[p.name for p in people if not p.email],
         just_cancelled="cancelled" in request.query and event.cancelled,
         deliveries=[Delivery.from_row(row) for row in rows],
+        recordings=listing(request, user, await request.app[keys.RECORDINGS].for_event(event.id)),
+        recording_deleted="recording_deleted" in request.query,
     )
 
 

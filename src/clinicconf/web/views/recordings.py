@@ -1,0 +1,348 @@
+"""Recordings in the patient record: the patient's page with their recordings, a
+recording's page (player, progress while it is composed, its separate tracks), its
+files, its deletion, and the same under /api/v1.
+
+Only the event's staff and the administrators may reach a recording
+(Recording.reachable_by). For anyone else it does not exist: the same 404 as for an
+id that names nothing, so that a page or a token cannot learn that it is there.
+Every play, download and deletion goes into the audit log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiohttp import hdrs, web
+
+from ... import keys
+from ...accounts import StaffUser
+from ...errors import Conflict, NotFound
+from ...recording.files import COMPOSED, track_of
+from ...recording.store import NOT_DELETABLE, Recording, RecordingFile, Recordings
+from ..middleware import current_user, is_api, scheduler_of
+from ..rendering import render
+from .api import PREFIX, path_id, time_json
+
+routes = web.RouteTableDef()
+
+RECORDING: Final = "/recordings/{recording_id}"
+FILE: Final = RECORDING + "/files/{name}"
+_KIND_NAMES: Final = {"audio": "Audio", "video": "Video"}
+_SIZE_UNITS: Final = ("kB", "MB", "GB", "TB")
+
+
+def describe_duration(milliseconds: int) -> str:
+    """'12 min 5 s', '1 h 0 min 3 s', '5 s'."""
+    hours, rest = divmod(milliseconds // 1000, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min {seconds} s"
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+
+def describe_size(size_bytes: int) -> str:
+    """'48.2 MB': decimal units, as file managers show sizes."""
+    if size_bytes < 1000:
+        return f"{size_bytes} bytes"
+    size = size_bytes / 1000
+    for unit in _SIZE_UNITS[:-1]:
+        if round(size, 1) < 1000:
+            return f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} {_SIZE_UNITS[-1]}"
+
+
+def percent(recording: Recording) -> int:
+    """Composing progress as a whole percentage; 100 only once it is done."""
+    return int(recording.progress * 100)
+
+
+def describe_state(recording: Recording) -> str:
+    if recording.state == "recording":
+        return "Recording…"
+    if recording.state == "composing":
+        return f"Composing {percent(recording)} %"
+    if recording.state == "ready":
+        return "Ready"
+    return f"Failed: {recording.failure}" if recording.failure else "Failed"
+
+
+def duration_ms(recording: Recording) -> int | None:
+    """The composed file's length once known, until then the recorded time."""
+    if recording.duration_ms is not None:
+        return recording.duration_ms
+    if recording.ended_at is not None:
+        return int((recording.ended_at - recording.started_at).total_seconds() * 1000)
+    return None
+
+
+def size_bytes(store: Recordings, recording: Recording) -> int:
+    """The composed file's size once there is one, until then its tracks' so far."""
+    if recording.size_bytes is not None:
+        return recording.size_bytes
+    return sum(f.size_bytes for f in store.files(recording))
+
+
+@dataclass(frozen=True)
+class RecordingRow:
+    """A recording as the patient's page, the event's page and its own page show it."""
+
+    recording: Recording
+    duration: str
+    size: str
+    present: str
+    state: str
+
+    @classmethod
+    def of(cls, store: Recordings, recording: Recording) -> RecordingRow:
+        duration = duration_ms(recording)
+        return cls(
+            recording=recording,
+            duration="—" if duration is None else describe_duration(duration),
+            size=describe_size(size_bytes(store, recording)),
+            present=", ".join(a.name for a in recording.present) or "—",
+            state=describe_state(recording),
+        )
+
+
+def split_reachable(user: StaffUser, recordings: list[Recording]) -> tuple[list[Recording], int]:
+    """The recordings `user` may reach, and how many others there are."""
+    reachable = [r for r in recordings if r.reachable_by(user)]
+    return reachable, len(recordings) - len(reachable)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The recordings of a patient or an event that a user may reach, and how many
+    others there are (a count only: nothing else about them)."""
+
+    rows: list[RecordingRow]
+    hidden: int
+
+
+def listing(request: web.Request, user: StaffUser, recordings: list[Recording]) -> Listing:
+    store = request.app[keys.RECORDINGS]
+    reachable, hidden = split_reachable(user, recordings)
+    return Listing([RecordingRow.of(store, r) for r in reachable], hidden)
+
+
+@dataclass(frozen=True)
+class TrackRow:
+    """One participant's audio or video track, as the recording's page lists it."""
+
+    name: str
+    participant: str
+    kind: str
+    kind_name: str
+    size: str
+
+
+def track_rows(recording: Recording, files: list[RecordingFile]) -> list[TrackRow]:
+    """The track files, each with the name of the participant whose id names it;
+    "Participant" when the recording does not tell (it was not noted in time)."""
+    names = {a.participant: a.name for a in recording.present}
+    return [
+        TrackRow(
+            name=file.name,
+            participant=names.get(file.participant, "Participant"),
+            kind=file.kind,
+            kind_name=_KIND_NAMES[file.kind],
+            size=describe_size(file.size_bytes),
+        )
+        for file in files
+        if file.participant is not None and file.kind is not None
+    ]
+
+
+async def reachable_recording(request: web.Request) -> Recording:
+    """The recording the URL names, if the signed-in user may reach it; else 404."""
+    user = current_user(request)
+    recording = await request.app[keys.RECORDINGS].get(path_id(request, "recording_id"))
+    if not recording.reachable_by(user):
+        raise NotFound("No such recording.")
+    return recording
+
+
+def _starts_transfer(request: web.Request) -> bool:
+    """Whether this request begins a playback or a download: it asks from the first
+    byte. A player's later range requests, to buffer or to seek, continue the same
+    playback and are not logged again."""
+    if request.method != hdrs.METH_GET:
+        return False
+    try:
+        start = request.http_range.start
+    except ValueError:  # a malformed Range: FileResponse answers 416
+        return False
+    return start in (None, 0)
+
+
+async def _file_response(request: web.Request) -> web.FileResponse:
+    """A recording's file, with Range requests (a player seeks), logged as played or
+    downloaded. The API's answer is always a download: a program saves the file."""
+    user = current_user(request)
+    recording = await reachable_recording(request)
+    store = request.app[keys.RECORDINGS]
+    name = request.match_info["name"]
+    path = store.file_path(recording, name)
+    track = track_of(path)  # None for the composed file
+    kind = "video" if track is None else track[1]
+    headers = {hdrs.CONTENT_TYPE: f"{kind}/webm"}
+    download = is_api(request) or request.query.get("download") == "1"
+    if download:
+        headers[hdrs.CONTENT_DISPOSITION] = (
+            f'attachment; filename="recording-{recording.id}-{name}"'
+        )
+    if _starts_transfer(request):
+        action = "recording_downloaded" if download else "recording_played"
+        await store.accessed(user, recording, action, file=name)
+    return web.FileResponse(path, headers=headers)
+
+
+def _refuse_while_busy(recording: Recording) -> None:
+    """Deleting a recording while it is written or composed would pull its files
+    away from the recorder or the composer (Recordings.delete refuses it too)."""
+    if not recording.deletable:
+        raise Conflict(NOT_DELETABLE)
+
+
+async def _delete(request: web.Request) -> Recording:
+    user = current_user(request)
+    recording = await reachable_recording(request)
+    _refuse_while_busy(recording)
+    await request.app[keys.RECORDINGS].delete(user, recording)
+    return recording
+
+
+# --- pages -----------------------------------------------------------------------------
+
+
+@routes.get("/patients/{patient_id}")
+async def show_patient(request: web.Request) -> web.Response:
+    user = current_user(request)
+    patient = await scheduler_of(request).get_patient(path_id(request, "patient_id"))
+    recordings = await request.app[keys.RECORDINGS].for_patient(patient.id)
+    return render(
+        request,
+        "patient.html",
+        patient=patient,
+        recordings=listing(request, user, recordings),
+        recording_deleted="recording_deleted" in request.query,
+    )
+
+
+@routes.get(RECORDING)
+async def show_recording(request: web.Request) -> web.Response:
+    recording = await reachable_recording(request)
+    store = request.app[keys.RECORDINGS]
+    scheduler = scheduler_of(request)
+    files = store.files(recording)
+    return render(
+        request,
+        "recording.html",
+        row=RecordingRow.of(store, recording),
+        patients=[await scheduler.get_patient(p) for p in sorted(recording.patient_ids)],
+        progress=percent(recording),
+        composed=next((f for f in files if f.name == COMPOSED), None),
+        tracks=track_rows(recording, files),
+        deletable=recording.deletable,
+    )
+
+
+@routes.get(RECORDING + "/status")
+async def recording_status(request: web.Request) -> web.Response:
+    """What the recording page's script follows while the recording is composed."""
+    recording = await reachable_recording(request)
+    return web.json_response(
+        {"state": recording.state, "progress": percent(recording), "failure": recording.failure}
+    )
+
+
+@routes.get(FILE)
+async def recording_file(request: web.Request) -> web.FileResponse:
+    return await _file_response(request)
+
+
+@routes.get(RECORDING + "/delete")
+async def confirm_delete(request: web.Request) -> web.Response:
+    recording = await reachable_recording(request)
+    _refuse_while_busy(recording)
+    return render(
+        request,
+        "recording_delete.html",
+        row=RecordingRow.of(request.app[keys.RECORDINGS], recording),
+    )
+
+
+@routes.post(RECORDING + "/delete")
+async def delete_from_page(request: web.Request) -> web.Response:
+    recording = await _delete(request)
+    # Back to the record it was deleted from: its (first) patient's, or its event's.
+    if recording.patient_ids:
+        raise web.HTTPSeeOther(f"/patients/{min(recording.patient_ids)}?recording_deleted=1")
+    raise web.HTTPSeeOther(f"/events/{recording.event_id}?recording_deleted=1")
+
+
+# --- the JSON API ----------------------------------------------------------------------
+
+
+def recording_json(request: web.Request, recording: Recording) -> dict[str, Any]:
+    store = request.app[keys.RECORDINGS]
+    return {
+        "id": recording.id,
+        "event": {"id": recording.event_id, "title": recording.event_title},
+        "patient_ids": sorted(recording.patient_ids),
+        "started_at": time_json(recording.started_at),
+        "ended_at": None if recording.ended_at is None else time_json(recording.ended_at),
+        "state": recording.state,
+        "interrupted": recording.interrupted,
+        "failure": recording.failure,
+        "progress": percent(recording),
+        "duration_ms": duration_ms(recording),
+        "size_bytes": size_bytes(store, recording),
+        "present": [dataclasses.asdict(a) for a in recording.present],
+    }
+
+
+def file_json(request: web.Request, recording: Recording, file: RecordingFile) -> dict[str, Any]:
+    base = request.app[keys.SETTINGS].public_base_url
+    return {
+        "name": file.name,
+        "kind": file.kind or "composed",
+        "participant": file.participant,
+        "size_bytes": file.size_bytes,
+        "url": f"{base}{PREFIX}/recordings/{recording.id}/files/{file.name}",
+    }
+
+
+@routes.get(PREFIX + "/patients/{patient_id}/recordings")
+async def list_patient_recordings(request: web.Request) -> web.Response:
+    user = current_user(request)
+    patient = await scheduler_of(request).get_patient(path_id(request, "patient_id"))
+    recordings = await request.app[keys.RECORDINGS].for_patient(patient.id)
+    reachable, hidden = split_reachable(user, recordings)
+    return web.json_response(
+        {"recordings": [recording_json(request, r) for r in reachable], "not_shown": hidden}
+    )
+
+
+@routes.get(PREFIX + RECORDING)
+async def get_recording(request: web.Request) -> web.Response:
+    recording = await reachable_recording(request)
+    files = request.app[keys.RECORDINGS].files(recording)
+    return web.json_response(
+        recording_json(request, recording)
+        | {"files": [file_json(request, recording, f) for f in files]}
+    )
+
+
+@routes.get(PREFIX + FILE)
+async def get_recording_file(request: web.Request) -> web.FileResponse:
+    return await _file_response(request)
+
+
+@routes.delete(PREFIX + RECORDING)
+async def delete_recording(request: web.Request) -> web.Response:
+    await _delete(request)
+    return web.Response(status=204)
