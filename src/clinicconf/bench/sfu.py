@@ -382,15 +382,18 @@ def as_markdown(summary: dict[str, Any], packets: list[Step], transcode: list[St
     )
 
 
-def write_doc(path: Path, text: str) -> None:
-    """Replace the marked section of docs/benchmarks.md (or add it at the end)."""
+def write_doc(
+    path: Path, text: str, begin: str = DOC_BEGIN, end: str = DOC_END, introduction: str = ""
+) -> None:
+    """Replace the section of docs/benchmarks.md between `begin` and `end`; when it is
+    not there yet, add it at the end, after `introduction`."""
     document = path.read_text(encoding="utf-8")
-    if DOC_BEGIN in document and DOC_END in document:
-        before, rest = document.split(DOC_BEGIN, 1)
-        after = rest.split(DOC_END, 1)[1]
+    if begin in document and end in document:
+        before, rest = document.split(begin, 1)
+        after = rest.split(end, 1)[1]
         document = before + text + after
     else:
-        document = document.rstrip("\n") + "\n\n" + text + "\n"
+        document = document.rstrip("\n") + "\n\n" + introduction + text + "\n"
     path.write_text(document, encoding="utf-8")
 
 
