@@ -59,13 +59,19 @@ class FlatCamera(MediaStreamTrack):
 
 
 class ToneMicrophone(MediaStreamTrack):
+    """A microphone hearing a steady tone of `frequency` Hz: a multiple of 50 Hz
+    repeats exactly every 20 ms frame, so the sound has no other frequency in it."""
+
     kind = "audio"
 
-    def __init__(self) -> None:
+    def __init__(self, frequency: int) -> None:
         super().__init__()
         self._count = 0
         self._start = time.monotonic()
-        tone = (int(8000 * math.sin(2 * math.pi * 440 * i / SAMPLE_RATE)) for i in range(960))
+        tone = (
+            int(8000 * math.sin(2 * math.pi * frequency * i / SAMPLE_RATE))
+            for i in range(AUDIO_SAMPLES)
+        )
         self._pcm = array.array("h", tone).tobytes()
 
     async def recv(self) -> av.AudioFrame:
@@ -116,12 +122,17 @@ def loudness(frame: av.AudioFrame) -> float:
 class MediaParticipant(Participant):
     """A participant whose camera films a flat `shade`, and who counts what it
     decodes by publisher, checking each picture is the publisher's own. With
-    `lose_every`, the network loses one video packet in that many on the way to it."""
+    `lose_every`, the network loses one video packet in that many on the way to it.
+    Its microphone hears a `tone` of its own."""
 
     def __init__(
-        self, ws: ClientWebSocketResponse, shade: int, lose_every: int | None = None
+        self,
+        ws: ClientWebSocketResponse,
+        shade: int,
+        lose_every: int | None = None,
+        tone: int = 500,
     ) -> None:
-        super().__init__(ws, ToneMicrophone(), FlatCamera(shade))
+        super().__init__(ws, ToneMicrophone(tone), FlatCamera(shade))
         self.shade = shade
         # For each video m-line, whether the first packet after each pause (the first
         # ever included) began a keyframe: anything else would show a broken picture.
@@ -189,13 +200,14 @@ Join = Callable[..., Awaitable[MediaParticipant]]
 
 @pytest.fixture
 async def join(client: Client) -> AsyncIterator[Join]:
-    """Open a page on `path` and say hello; `shade` is the participant's picture."""
+    """Open a page on `path` and say hello; `shade` is the participant's picture,
+    `tone` what their microphone hears."""
     opened: list[MediaParticipant] = []
 
     async def join_(
-        path: str, shade: int, lose_every: int | None = None, **hello: Any
+        path: str, shade: int, lose_every: int | None = None, tone: int = 500, **hello: Any
     ) -> MediaParticipant:
-        participant = MediaParticipant(await client.ws_connect(path), shade, lose_every)
+        participant = MediaParticipant(await client.ws_connect(path), shade, lose_every, tone)
         opened.append(participant)
         await participant.hello(**hello)
         return participant

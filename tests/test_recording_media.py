@@ -1,0 +1,208 @@
+"""Recording a conference through the SFU, with real aiortc peers (each camera films
+its own shade of grey, each microphone hears its own tone) and the real composer:
+the composed file is checked on what it decodes to."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from aiohttp import web
+
+from clinicconf import audit, keys
+from clinicconf.conference import CANNOT_RECORD
+from clinicconf.recording.files import COMPOSED
+from clinicconf.recording.store import Recording
+
+from .lobby_helpers import Lobby
+from .lobby_helpers import lobby as lobby
+from .lobby_helpers import settings as settings
+from .media_peers import Join, MediaParticipant
+from .media_peers import join as join
+from .servers import wait_until
+from .test_conference_media import enter, introduce
+
+SAMPLE_RATE = 48_000
+# Composing a few seconds of media takes a few seconds; far more on a loaded machine.
+COMPOSE_SECONDS = 120
+
+
+@dataclass
+class Decoded:
+    """A composed file as a viewer gets it: its pictures' brightness and its sound."""
+
+    pictures: list[tuple[float, np.ndarray]]  # (time in seconds, luma plane)
+    sound: np.ndarray  # mono, 48 kHz
+    duration: float
+
+
+def decode(path: Path) -> Decoded:
+    pictures: list[tuple[float, np.ndarray]] = []
+    chunks: list[np.ndarray] = []
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    with av.open(str(path)) as container:
+        assert [s.type for s in container.streams] == ["video", "audio"]
+        for frame in container.decode(*container.streams):
+            if isinstance(frame, av.VideoFrame):
+                assert frame.time is not None
+                pictures.append((frame.time, frame.to_ndarray(format="gray")))
+            else:
+                chunks += [r.to_ndarray()[0] for r in resampler.resample(frame)]
+    sound = np.concatenate(chunks)
+    duration = max(pictures[-1][0], len(sound) / SAMPLE_RATE)
+    return Decoded(pictures, sound, duration)
+
+
+def tone_level(sound: np.ndarray, start: float, end: float, frequency: int) -> float:
+    """The amplitude of `frequency` in the sound between two times (seconds)."""
+    window = sound[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
+    spectrum = np.abs(np.fft.rfft(window * np.hanning(len(window))))
+    bins = np.fft.rfftfreq(len(window), 1 / SAMPLE_RATE)
+    near = (bins > frequency - 15) & (bins < frequency + 15)
+    return float(spectrum[near].max() / len(window))
+
+
+def picture_at(decoded: Decoded, moment: float) -> np.ndarray:
+    return min(decoded.pictures, key=lambda p: abs(p[0] - moment))[1]
+
+
+def halves(picture: np.ndarray) -> list[float]:
+    """The brightness in the middle of the left and the right half of the picture."""
+    height, width = picture.shape
+    rows = slice(height * 2 // 5, height * 3 // 5)
+    quarter = width // 4
+    return [float(picture[rows, x - 40 : x + 40].mean()) for x in (quarter, 3 * quarter)]
+
+
+async def ready_recording(app: web.Application, event_id: int) -> Recording:
+    store = app[keys.RECORDINGS]
+
+    async def composed() -> bool:
+        recordings = await store.for_event(event_id)
+        assert all(r.state != "failed" for r in recordings), recordings
+        return bool(recordings) and recordings[0].state == "ready"
+
+    await wait_until(composed, within=COMPOSE_SECONDS)
+    (recording,) = await store.for_event(event_id)
+    return recording
+
+
+async def test_a_recorded_conference_is_composed_with_only_what_was_permitted(
+    lobby: Lobby, join: Join, app: web.Application
+) -> None:
+    host = await join(lobby.host_path, 50, tone=500)
+    patient = await join(lobby.pat_path, 120, tone=800)
+    guest = await join(lobby.public_path, 200, tone=1250, display_name="Gail Guest")
+    people: list[MediaParticipant] = [host, patient, guest]
+    introduce(people)
+
+    # Moderator mode and recording: the host and Pat on screen; Gail, a public
+    # guest, may use neither audio nor video (the default) and is never recorded.
+    assert (await host.request("set_options", moderator=True, recording=True))["type"] == "result"
+    assert (await host.request("start"))["type"] == "result"
+    began = time.monotonic()
+    assert (await host.request("set_shown", participant=patient.id, shown=True))["type"] == "result"
+    for participant in people:
+        await enter(participant)
+
+    async def both_on_screen() -> bool:
+        return await guest.receiving(0.5) >= {(host.id, "video"), (patient.id, "video")}
+
+    await wait_until(both_on_screen)
+    await wait_until_since(began, 3.0)
+
+    # Pat's sound is withheld for three seconds: nobody hears it, nor will the recording.
+    assert (await host.request("set_permission", participant=patient.id, permission="video"))[
+        "type"
+    ] == "result"
+    withheld_from = time.monotonic() - began
+    await wait_until_since(began, withheld_from + 3.0)
+    assert (await host.request("set_permission", participant=patient.id, permission="audio_video"))[
+        "type"
+    ] == "result"
+    withheld_to = time.monotonic() - began
+    await wait_until_since(began, withheld_to + 3.0)
+
+    # The host pauses the recording for two seconds: everyone's indicator goes off.
+    assert (await host.request("set_options", moderator=True, recording=False))["type"] == "result"
+    paused_at = time.monotonic()
+    await indicator(patient, on=False)
+    await wait_until_since(paused_at, 2.0)
+    assert (await host.request("set_options", moderator=True, recording=True))["type"] == "result"
+    paused = time.monotonic() - paused_at
+    await indicator(patient, on=True)
+    await wait_until_since(began, time.monotonic() - began + 1.5)
+    await host.send("end")
+    assert (await patient.expect("ended"))["by"] == "host"
+    conference_seconds = time.monotonic() - began
+
+    recording = await ready_recording(app, lobby.event_id)
+    store = app[keys.RECORDINGS]
+    # Pat and Quinn's records both have it; it lists who took part.
+    assert len(recording.patient_ids) == 2
+    assert {a.name for a in recording.present} == {"Ada Admin", "Pat Patel", "Gail Guest"}
+    tracks = {(f.participant, f.kind) for f in store.files(recording) if f.participant}
+    assert tracks == {(host.id, k) for k in ("audio", "video")} | {
+        (patient.id, k) for k in ("audio", "video")
+    }
+
+    decoded = decode(store.directory(recording.id) / COMPOSED)
+    assert abs(decoded.duration - (conference_seconds - paused)) < 0.5
+    assert recording.duration_ms is not None
+    assert abs(recording.duration_ms / 1000 - decoded.duration) < 0.5
+
+    # Both on screen side by side (in either order); Gail's picture never.
+    left, right = halves(picture_at(decoded, withheld_from - 0.5))
+    assert sorted([round(left / 20), round(right / 20)]) == sorted([50 // 20, 120 // 20]), (
+        left,
+        right,
+    )
+    assert all(abs(p.mean() - 200) > 40 for _, p in decoded.pictures)
+
+    # The host is heard throughout; Gail never; Pat except while withheld.
+    sound = decoded.sound
+    heard = 0.01
+    before = (1.0, withheld_from - 0.3)
+    during = (withheld_from + 0.6, withheld_to - 0.6)
+    after = (withheld_to + 0.8, withheld_to + 2.5)
+    for span in (before, during, after):
+        assert tone_level(sound, *span, 500) > heard, span
+        assert tone_level(sound, *span, 1250) < heard / 20, span
+    assert tone_level(sound, *before, 800) > heard
+    assert tone_level(sound, *during, 800) < heard / 20
+    assert tone_level(sound, *after, 800) > heard
+
+    actions = [
+        e["action"] for e in await audit.entries(app[keys.DATABASE], event_id=lobby.event_id)
+    ]
+    assert "recording_started" in actions
+
+
+async def indicator(participant: MediaParticipant, *, on: bool) -> None:
+    """The participant's page is told the recording is on (or off)."""
+    while (await participant.expect("options"))["options"]["recording"] is not on:
+        pass
+
+
+async def wait_until_since(origin: float, seconds: float) -> None:
+    """Let the conference run until `seconds` after `origin` (monotonic)."""
+    await asyncio.sleep(max(0.0, origin + seconds - time.monotonic()))
+
+
+@pytest.mark.parametrize("forwarding", ["transcode"])
+async def test_a_server_forwarding_decoded_pictures_says_it_cannot_record(
+    lobby: Lobby, join: Join, app: web.Application
+) -> None:
+    host = await join(lobby.host_path, 50)
+    assert (await host.request("set_options", moderator=False, recording=True))["type"] == "result"
+    assert (await host.request("start"))["type"] == "result"
+    # The host is told why, everyone's indicator goes off, and the record says so.
+    await indicator(host, on=False)
+    assert (await host.expect("recording_failed"))["message"] == CANNOT_RECORD
+    (recording,) = await app[keys.RECORDINGS].for_event(lobby.event_id)
+    assert (recording.state, recording.failure) == ("failed", CANNOT_RECORD)
