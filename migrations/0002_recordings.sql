@@ -11,8 +11,10 @@ CREATE TABLE recordings (
     -- ready: it is; failed: it could not be (failure says why; the tracks stay).
     state       TEXT NOT NULL DEFAULT 'recording'
                 CHECK (state IN ('recording', 'composing', 'ready', 'failed')),
-    -- The server stopped (a crash, a power cut) while it was being written.
+    -- It stopped before the conference's end: the server stopped (a crash, a power
+    -- cut), or a track could not be written (interruption says why).
     interrupted INTEGER NOT NULL DEFAULT 0 CHECK (interrupted IN (0, 1)),
+    interruption TEXT,
     failure     TEXT,
     progress    REAL NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 1),
     duration_ms INTEGER,

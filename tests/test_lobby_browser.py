@@ -180,7 +180,7 @@ async def test_the_host_sees_the_patient_come_and_go_then_starts_the_conference(
     await expect(active.filter(has_text="Pat Patient")).to_be_visible()
     await expect(inactive).to_have_text(["Quinn Quiet"])
     await expect(patient.get_by_text(WAITING)).to_be_visible()
-    await expect(patient.get_by_text("This session will not be recorded.")).to_be_visible()
+    await expect(patient.get_by_text("Recording is off.")).to_be_visible()
     await expect(patient.get_by_role("button", name="Start Conference")).to_be_hidden()
     # A patient sees the staff and themselves, never another patient.
     await expect(patient.get_by_role("list", name="Active", exact=True)).to_contain_text(
@@ -203,6 +203,8 @@ async def test_the_host_sees_the_patient_come_and_go_then_starts_the_conference(
     await expect(patient.get_by_text("This session will be recorded.")).to_be_visible()
 
     await host.get_by_role("button", name="Start Conference").click()
+    # Told in the waiting room, Pat still goes in only by saying so.
+    await patient.get_by_role("button", name="Join the recorded conference").click()
     in_conference = patient.get_by_role("heading", name="In the conference")
     await expect(in_conference).to_be_visible(timeout=1000)
     await expect(patient.get_by_text(WAITING)).to_be_hidden()

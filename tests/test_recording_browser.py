@@ -42,12 +42,24 @@ async def test_a_recorded_conference_plays_on_the_patients_page(
     await host.get_by_role("checkbox", name="Enable Recording").check()
     await expect(patient.get_by_text("This session will be recorded.")).to_be_visible()
     await host.get_by_role("button", name="Start Conference").click()
+    # Pat goes in once she says so; the notice has the focus, then the conference does.
+    consent = patient.get_by_role("region", name="This conference is being recorded")
+    await expect(consent).to_be_focused()
+    await patient.keyboard.press("Tab")
+    await patient.keyboard.press("Enter")
+    await expect(patient.get_by_role("heading", name="In the conference")).to_be_focused()
     for page in (host, patient):
         await expect(page.locator("#recording-indicator")).to_have_text("Recording")
 
-    # Quinn comes in late: told first, in only once she says so.
+    # Quinn comes in late and is told; the host pauses the recording meanwhile, and
+    # resumes it: she is in only once she says so.
     quinn = await visitors.open(links.quinn)
-    await expect(quinn.get_by_text("This conference is being recorded.")).to_be_visible()
+    await expect(quinn.get_by_role("button", name="Join the recorded conference")).to_be_visible()
+    await host.get_by_role("checkbox", name="Recording", exact=True).uncheck()
+    await expect(patient.locator("#recording-indicator")).to_be_hidden()
+    await expect(quinn.get_by_text("The recording is paused just now")).to_be_visible()
+    await host.get_by_role("checkbox", name="Recording", exact=True).check()
+    await expect(quinn.get_by_text("The recording is paused just now")).to_be_hidden()
     await expect(quinn.get_by_role("heading", name="In the conference")).to_be_hidden()
     await quinn.get_by_role("button", name="Join the recorded conference").click()
     await expect(quinn.locator("#recording-indicator")).to_have_text("Recording")

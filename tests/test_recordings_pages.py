@@ -176,7 +176,8 @@ async def test_the_patient_and_event_pages_list_a_recording(
     started = recording.started_at.astimezone(ZoneInfo(CLINIC_ZONE))
     expected = [
         "Follow-up",
-        f'<a href="/recordings/{recording_id}">{started:%a %d %b %Y, %H:%M}</a>',
+        f'<a href="/recordings/{recording_id}?back=/patients/{clinic.pat.id}">'
+        f"{started:%a %d %b %Y, %H:%M}</a>",
         "12 min 5 s",
         "48.2 MB",
         "Sam Staff, Pat Patient",
@@ -185,10 +186,13 @@ async def test_the_patient_and_event_pages_list_a_recording(
     assert cells(page, "recording-ready") == expected
     assert "not shown to you" not in page
 
+    # The event's page lists it alike, leading back to itself.
     event_page = await text(client, f"/events/{recording.event_id}")
-    assert cells(event_page[event_page.index("<h2>Recordings</h2>") :], "recording-ready") == (
-        expected
-    )
+    listed_there = cells(event_page[event_page.index("<h2>Recordings</h2>") :], "recording-ready")
+    assert listed_there == [
+        cell.replace(f"/patients/{clinic.pat.id}", f"/events/{recording.event_id}")
+        for cell in expected
+    ]
     # Quinn was not in the conference: nothing in their record.
     assert "No recordings." in await text(client, f"/patients/{clinic.quinn.id}")
 
@@ -220,7 +224,8 @@ async def test_the_recording_page_plays_it_and_lists_each_track(
         page
     )
     assert f'href="{files}{PAT}-video.webm?download=1"' in page
-    assert f'href="/recordings/{recording_id}/delete">Delete recording</a>' in page
+    back = f"back=/patients/{clinic.pat.id}"
+    assert f'href="/recordings/{recording_id}/delete?{back}">Delete recording</a>' in page
 
 
 async def test_composing_shows_its_progress_and_the_player_once_ready(
@@ -381,6 +386,31 @@ async def test_a_recording_in_no_patient_record_is_deleted_back_to_its_event(
     async with client.post(f"/recordings/{recording_id}/delete", data={"csrf_token": csrf}) as r:
         assert r.url.path == f"/events/{group.event.id}"
         assert "Recording deleted." in await r.text()
+
+
+async def test_deleting_goes_back_to_the_page_the_recording_was_opened_from(
+    client: Client, app: web.Application, clinic: Clinic, staff: Account, media: Media
+) -> None:
+    from_event = await ready_recording(app, media, clinic)
+    event_id = (await store_of(app).get(from_event)).event_id
+    elsewhere = await ready_recording(app, media, clinic)
+    csrf = await sign_in(client, staff)
+    event_page = await text(client, f"/events/{event_id}")
+    assert f'href="/recordings/{from_event}?back=/events/{event_id}"' in event_page
+    confirm = await text(client, f"/recordings/{from_event}/delete?back=/events/{event_id}")
+    assert f'<input type="hidden" name="back" value="/events/{event_id}">' in confirm
+
+    deleted = {"csrf_token": csrf, "back": f"/events/{event_id}"}
+    async with client.post(
+        f"/recordings/{from_event}/delete", data=deleted, allow_redirects=False
+    ) as resp:
+        assert resp.headers["Location"] == f"/events/{event_id}?recording_deleted=1"
+    # Anywhere but a patient's or an event's page of this server is not followed.
+    away = {"csrf_token": csrf, "back": "//elsewhere.example/patients/1"}
+    async with client.post(
+        f"/recordings/{elsewhere}/delete", data=away, allow_redirects=False
+    ) as resp:
+        assert resp.headers["Location"] == f"/patients/{clinic.pat.id}?recording_deleted=1"
 
 
 async def test_the_api_lists_describes_serves_and_deletes_a_recording(

@@ -39,8 +39,8 @@ UNNAMED: Final = "Participant"
 # Far more than any clinic's conference; a bound on what one public link can bring in.
 MAX_PAGES: Final = 500
 CANNOT_RECORD: Final = (
-    'This server forwards decoded pictures (forwarding = "transcode"), which it cannot'
-    ' record: set forwarding = "packets".'
+    "This server cannot record: it is set to forward decoded pictures"
+    ' (forwarding = "transcode"). Ask its administrator to set forwarding = "packets".'
 )
 
 
@@ -221,7 +221,6 @@ class Conference:
             # The others hear of the arrival; the newcomer learns it from the welcome.
             self._broadcast_presence(participant, skip=participant.connections)
             await self._record(identity.actor, "joined")
-            await self._note_present()
 
     async def leave(self, connection: Subscriber, *, at_once: bool = False) -> None:
         """A page has gone; `at_once` when its holder said they were leaving, so
@@ -265,6 +264,8 @@ class Conference:
         self._require_host(identity)
         if options == self.options:
             return
+        if options.recording and not self.room.can_record:
+            raise Refused("cannot_record", CANNOT_RECORD)
         recording_changed = options.recording != self.options.recording
         self.options = options
         await self._record(identity.actor, "options_changed", **vars(options))
@@ -351,12 +352,10 @@ class Conference:
         _, recorder = self._recording
         recorder.paused = not self.options.recording
         self.room.changed()
+        await self._note_present()
 
     async def _start_recording(self) -> None:
         recording_id = await self._composer.store.create(self.event)
-        if not self.room.can_record:
-            await self._recording_stopped(recording_id, CANNOT_RECORD)
-            return
         directory = self._composer.store.directory(recording_id)
         recorder = Recorder(directory, lambda reason: self._recording_broke(recording_id, reason))
         self._recording = (recording_id, recorder)
@@ -376,9 +375,9 @@ class Conference:
             stopping.add_done_callback(self._recording_tasks.discard)
 
     async def _recording_stopped(self, recording_id: int, reason: str) -> None:
-        """The recording cannot go on: it is kept as far as it got, the indicator goes
-        off, and the host learns why (and may start a new one)."""
-        await self._composer.store.failed(recording_id, reason)
+        """The recording cannot go on: what was written is composed, the indicator
+        goes off, and the host learns why (and may start a new one)."""
+        await self._composer.stopped_early(recording_id, reason)
         await self._record(audit.SYSTEM, "recording_failed", recording=recording_id)
         self.options = replace(self.options, recording=False)
         self._send_all({"type": "options", "options": vars(self.options)})
@@ -387,12 +386,14 @@ class Conference:
                 connection.send({"type": "recording_failed", "message": reason})
 
     async def _note_present(self) -> None:
-        """Who took part while it was recorded, kept with the recording as they come."""
-        if self._recording is None:
+        """Who took part while it was recorded (in the conference's media while it
+        was not paused), kept with the recording as they come."""
+        if self._recording is None or not self.options.recording:
             return
         before = len(self._recorded_people)
+        in_media = self.room.present
         for participant in self._participants.values():
-            if participant.active:
+            if participant.public_id in in_media:
                 identity = participant.identity
                 self._recorded_people.setdefault(
                     identity.key, Attendee(participant.public_id, identity.name, identity.kind)
@@ -421,6 +422,7 @@ class Conference:
         await self.room.join(
             participant.public_id, connection, guest=participant.identity.kind == "guest"
         )
+        await self._note_present()
 
     async def answer(self, connection: Subscriber, media_connection: str, sdp: str) -> None:
         participant = self._participant_of(connection)

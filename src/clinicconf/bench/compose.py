@@ -27,7 +27,7 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any, Final
@@ -92,11 +92,11 @@ def record_tracks(directory: Path, people: int, duration_ms: int) -> dict[str, A
     for number in range(people):
         for kind, (encoded, interval_ms) in media.items():
             file = TrackFile(track_path(directory, f"p{number}", kind), kind)
-            sent = _rtp(encoded, kind, interval_ms, duration_ms)
-            began = time.process_time()
-            asyncio.run(_record(file, kind, sent))
-            cpu_seconds[kind] += time.process_time() - began
-            packets[kind] += len(sent)
+            count, seconds = asyncio.run(
+                _record(file, kind, _rtp(encoded, kind, interval_ms, duration_ms))
+            )
+            packets[kind] += count
+            cpu_seconds[kind] += seconds
             frames[kind] += duration_ms // interval_ms
     everyone = [f"p{number}" for number in range(people)]
     timeline = Timeline(directory / TIMELINE)
@@ -117,9 +117,9 @@ def record_tracks(directory: Path, people: int, duration_ms: int) -> dict[str, A
 
 def _rtp(
     encoded: list[bytes], kind: Kind, interval_ms: int, duration_ms: int
-) -> list[tuple[int, RtpPacket]]:
-    """The looped clip as a publisher's packets, each with its arrival time in ms."""
-    sent = []
+) -> Iterator[tuple[int, RtpPacket]]:
+    """The looped clip as a publisher's packets, each with its arrival time in ms
+    (made as they are sent: the composing figures include the process's peak memory)."""
     sequence_number = 0
     for number, arrival in enumerate(range(0, duration_ms, interval_ms)):
         frame = encoded[number % len(encoded)]
@@ -134,17 +134,26 @@ def _rtp(
                 ssrc=1,
                 payload=payload,
             )
-            sent.append((arrival, packet))
+            yield arrival, packet
             sequence_number += 1
-    return sent
 
 
-async def _record(file: TrackFile, kind: Kind, sent: list[tuple[int, RtpPacket]]) -> None:
-    now = 0
+async def _record(
+    file: TrackFile, kind: Kind, sent: Iterator[tuple[int, RtpPacket]]
+) -> tuple[int, float]:
+    """Feed the packets to a track's recorder; how many there were, and the CPU time
+    the recorder took (making the packets is not counted)."""
+    now = count = 0
+    seconds = 0.0
     recorder = TrackRecorder(file, kind, lambda: now, _failed)
     for now, packet in sent:  # noqa: B007 (the recorder reads `now` as its clock)
+        began = time.process_time()
         await recorder.forward(packet, keyframe=False, ntp_now=0)
+        seconds += time.process_time() - began
+        count += 1
+    began = time.process_time()
     recorder.close()
+    return count, seconds + time.process_time() - began
 
 
 def _failed(reason: str) -> None:
@@ -206,7 +215,8 @@ def as_markdown(summary: dict[str, Any]) -> str:
             f" {per_packet['audio']:.1f} µs per audio packet: a recorded track takes"
             f" **{share['video']:.2%}** of a core (video, 25 fps) and"
             f" **{share['audio']:.2%}** (sound, 50 frames a second).",
-            f"- Composing {summary['minutes']:g} minutes of {summary['people']} people:"
+            f"- Composing {summary['minutes']:g} minutes of {summary['people']}"
+            f" {'person' if summary['people'] == 1 else 'people'}:"
             f" **{composing['wall_seconds']:.0f} s** ({composing['cpu_seconds']:.0f} s of CPU),"
             f" {composing['times_real_time']:.1f}x faster than real time;"
             f" {composing['size_bytes'] / 1e6:.1f} MB; peak memory"

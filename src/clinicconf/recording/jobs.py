@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 
 # Progress is written to the database at most this often.
 PROGRESS_INTERVAL_SECONDS: Final = 1.0
+# A composer that reports no progress for this long has hung: it reports every 1 %,
+# which for the longest conferences is a minute or two of work.
+STALLED_SECONDS: Final = 600.0
+_NOT_COMPOSED: Final = "The separate tracks could not be made into one playable file: "
 
 
 class Composer:
@@ -37,6 +41,11 @@ class Composer:
         await self.store.finished(recording_id)
         self._queue.put_nowait(recording_id)
 
+    async def stopped_early(self, recording_id: int, reason: str) -> None:
+        """A recording could not go on (`reason`): compose what was written."""
+        await self.store.finished(recording_id, interruption=reason)
+        self._queue.put_nowait(recording_id)
+
     async def _work(self) -> None:
         while True:
             recording_id = await self._queue.get()
@@ -46,7 +55,7 @@ class Composer:
                 raise
             except Exception as exc:
                 log.exception("composing recording %d failed", recording_id)
-                await self.store.failed(recording_id, f"The recording could not be composed: {exc}")
+                await self.store.failed(recording_id, _NOT_COMPOSED + str(exc))
 
     async def _compose(self, recording_id: int) -> None:
         process = await asyncio.create_subprocess_exec(
@@ -60,6 +69,11 @@ class Composer:
         try:
             result = await self._follow(recording_id, process)
             _, errors = await process.communicate()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            await self.store.failed(recording_id, _NOT_COMPOSED + "it stopped making progress.")
+            return
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
@@ -69,8 +83,8 @@ class Composer:
             await self.store.ready(recording_id, result["duration_ms"], result["size_bytes"])
         else:
             reason = errors.decode(errors="replace").strip().splitlines()
-            why = reason[-1] if reason else f"the composer exited with {process.returncode}"
-            await self.store.failed(recording_id, f"The recording could not be composed: {why}")
+            why = reason[-1] if reason else f"the composer exited with {process.returncode}."
+            await self.store.failed(recording_id, _NOT_COMPOSED + why)
 
     async def _follow(
         self, recording_id: int, process: asyncio.subprocess.Process
@@ -80,7 +94,7 @@ class Composer:
         loop = asyncio.get_running_loop()
         written_at = -PROGRESS_INTERVAL_SECONDS
         result = None
-        async for raw in process.stdout:
+        while raw := await asyncio.wait_for(process.stdout.readline(), STALLED_SECONDS):
             word, _, rest = raw.decode(errors="replace").strip().partition(" ")
             if word == "progress" and loop.time() - written_at >= PROGRESS_INTERVAL_SECONDS:
                 written_at = loop.time()

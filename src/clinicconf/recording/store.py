@@ -56,6 +56,8 @@ class Recording:
     ended_at: datetime | None
     state: State
     interrupted: bool
+    # Why it stopped before the conference's end, when the server said (a crash does not).
+    interruption: str | None
     failure: str | None
     progress: float
     duration_ms: int | None
@@ -97,6 +99,7 @@ def _recording(row: Row) -> Recording:
         ended_at=from_db_time(row["ended_at"]) if row["ended_at"] else None,
         state=row["state"],
         interrupted=bool(row["interrupted"]),
+        interruption=row["interruption"],
         failure=row["failure"],
         progress=row["progress"],
         duration_ms=row["duration_ms"],
@@ -144,17 +147,20 @@ class Recordings:
             (json.dumps([vars(a) for a in present]), recording_id),
         )
 
-    async def finished(self, recording_id: int) -> None:
-        """Written to the end: next, it is composed."""
+    async def finished(self, recording_id: int, *, interruption: str | None = None) -> None:
+        """Written to its end, or stopped early for the reason `interruption`: next,
+        it is composed."""
         await self._db.execute(
-            "UPDATE recordings SET state = 'composing', ended_at = ? WHERE id = ?",
-            (to_db_time(utc_now()), recording_id),
+            "UPDATE recordings SET state = 'composing', ended_at = ?,"
+            " interrupted = ?, interruption = ? WHERE id = ?",
+            (to_db_time(utc_now()), interruption is not None, interruption, recording_id),
         )
 
     async def failed(self, recording_id: int, reason: str) -> None:
         await self._db.execute(
-            "UPDATE recordings SET state = 'failed', failure = ? WHERE id = ?",
-            (reason, recording_id),
+            "UPDATE recordings SET state = 'failed', failure = ?,"
+            " ended_at = coalesce(ended_at, ?) WHERE id = ?",
+            (reason, to_db_time(utc_now()), recording_id),
         )
 
     # --- the composer's side ---------------------------------------------------------

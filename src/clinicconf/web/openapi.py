@@ -318,8 +318,10 @@ def _schemas() -> dict[str, Any]:
         ended_at=json_type(datetime | None).schema
         | {"description": "UTC; null while it is recorded, or if the server stopped."},
         state={"type": "string", "enum": ["recording", "composing", "ready", "failed"]},
-        interrupted={"type": "boolean", "description": "The server stopped while recording."},
-        failure=json_type(str | None).schema | {"description": "Why composing failed."},
+        interrupted={"type": "boolean", "description": "It stopped before the conference's end."},
+        interruption=json_type(str | None).schema
+        | {"description": "Why it stopped early, when the server could say (not after a crash)."},
+        failure=json_type(str | None).schema | {"description": "Why it failed."},
         progress=count | {"maximum": 100, "description": "Composing, in whole per cent."},
         duration_ms={"anyOf": [count, {"type": "null"}]},
         size_bytes=count

@@ -75,6 +75,7 @@ export class Conference {
   constructor(root, channel, choices) {
     const find = (selector) => root.querySelector(selector);
     this.#elements = {
+      heading: find("#conference-heading"),
       recording: find("#recording-indicator"),
       left: find("#conference-left"),
       rejoin: find("#rejoin"),
@@ -131,6 +132,16 @@ export class Conference {
       this.#openDevices();
     }
     this.#joinMedia();
+  }
+
+  /** After the page's own notice (which had the focus) is gone: the conference's heading. */
+  focus() {
+    this.#elements.heading.focus();
+  }
+
+  /** The recording could not go on (told to the hosts only). */
+  recordingFailed(message) {
+    this.#panel.recordingFailed(message);
   }
 
   /** A conference message from the server: offer, tracks or media_closed. */

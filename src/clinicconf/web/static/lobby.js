@@ -43,8 +43,8 @@ class Lobby {
   #moderation = NO_MODERATION;
   #connected = false;
   #startPending = false;
-  // Told that the conference is recorded (in the waiting room, or by the notice
-  // before going in), and waiting at that notice.
+  // Whoever is not a host goes into a recorded conference only by pressing "Join the
+  // recorded conference" (once per page); meanwhile the page waits at that notice.
   #toldOfRecording = false;
   #awaitingConsent = false;
   // Requests awaiting their answer: id -> {undo: what to do if the server refuses it,
@@ -62,6 +62,7 @@ class Lobby {
     elements.joinRecorded.addEventListener("click", () => {
       this.#toldOfRecording = true;
       this.#enter();
+      this.#conference.focus(); // the notice with the focus is gone
     });
     const channel = {
       request: (type, fields, undo, options) => this.#request(type, fields, undo, options),
@@ -92,8 +93,6 @@ class Lobby {
         break;
       case "options":
         this.#options = message.options;
-        // Recording paused before they went in: nothing left to tell.
-        if (this.#awaitingConsent && !this.#options.recording) this.#enter();
         break;
       case "moderation":
         this.#moderation = moderationOf(message);
@@ -113,7 +112,7 @@ class Lobby {
         this.#cancelled();
         return;
       case "recording_failed":
-        showToast(message.message, { error: true });
+        this.#conference.recordingFailed(message.message);
         return;
       case "result":
         this.#pending.delete(message.id);
@@ -133,9 +132,12 @@ class Lobby {
 
   /** Join the conference's media, once told if it is being recorded. */
   #enter() {
-    this.#awaitingConsent = this.#options.recording && !this.#toldOfRecording && !this.#you.host;
+    const consentFirst = this.#options.recording && !this.#toldOfRecording && !this.#you.host;
+    const noticeAppears = consentFirst && !this.#awaitingConsent;
+    this.#awaitingConsent = consentFirst;
     this.#render();
-    if (!this.#awaitingConsent) this.#conference.join();
+    if (noticeAppears) this.#elements.recordingConsent.focus(); // read out first
+    if (!consentFirst) this.#conference.join();
   }
 
   #welcome({ you, event, options, moderation, started, participants }) {
@@ -238,6 +240,7 @@ class Lobby {
     waitingRoom.hidden = this.#started;
     conference.hidden = !this.#started || this.#awaitingConsent;
     recordingConsent.hidden = !this.#awaitingConsent;
+    this.#elements.recordingPaused.hidden = this.#options.recording;
     if (this.#started) {
       // Nothing to preview any more; the camera goes off.
       this.#preview.stop();
@@ -259,8 +262,7 @@ class Lobby {
     elements.start.disabled = !this.#connected || this.#startPending;
     elements.recordingNotice.textContent = this.#options.recording
       ? "This session will be recorded."
-      : "This session will not be recorded.";
-    if (this.#options.recording) this.#toldOfRecording = true;
+      : "Recording is off.";
     const everyone = this.#sortedParticipants();
     const here = everyone.filter((p) => p.active);
     const awaited = everyone.filter((p) => !p.active);
@@ -368,6 +370,7 @@ function main() {
     recordingState: byId("recording-state"),
     recordingConsent: byId("recording-consent"),
     joinRecorded: byId("join-recorded"),
+    recordingPaused: byId("recording-consent-paused"),
   };
   const preview = new DevicePreview(byId("preview"));
   preview.start();

@@ -22,6 +22,7 @@ export class ModeratorPanel {
   #live;
   #recordingField;
   #recording;
+  #recordingProblem;
   #request;
   // What the server last said, to go back to when a change is refused.
   #state = null;
@@ -39,6 +40,7 @@ export class ModeratorPanel {
     this.#live = root.querySelector("#moderator-live");
     this.#recordingField = root.querySelector("#recording-live-field");
     this.#recording = root.querySelector("#recording-live");
+    this.#recordingProblem = root.querySelector("#recording-problem");
     this.#request = request;
     this.#live.addEventListener("change", () => this.#sendOptions());
     this.#recording.addEventListener("change", () => this.#sendOptions());
@@ -54,6 +56,7 @@ export class ModeratorPanel {
     this.#recordingField.hidden = !you.host;
     this.#recording.checked = options.recording;
     this.#recording.disabled = !connected;
+    if (options.recording) this.#recordingProblem.hidden = true; // recording again
     this.#panel.hidden = !(you.host && moderation.moderator);
     if (this.#panel.hidden) return;
 
@@ -83,6 +86,12 @@ export class ModeratorPanel {
       if (row !== expected) this.#rows.insertBefore(row, expected);
       previous = row;
     }
+  }
+
+  /** Why the recording stopped, until the host turns it on again. */
+  recordingFailed(message) {
+    this.#recordingProblem.textContent = `Recording stopped: ${message}`;
+    this.#recordingProblem.hidden = false;
   }
 
   #rerender() {

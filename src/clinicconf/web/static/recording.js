@@ -1,6 +1,7 @@
 // The recording page: while the conference is recorded or composed, keep the
 // progress bar current, and show the page anew once the recording's state changes
-// (composed: the player appears; failed: the reason does).
+// (composed: the player appears; failed: the reason does) — unless a track is
+// playing: then the page only says so, and the listener reloads when they choose.
 
 const POLL_MILLISECONDS = 2000;
 const page = document.getElementById("recording");
@@ -28,7 +29,8 @@ async function poll() {
   if (response.ok) {
     const status = await response.json();
     if (status.state !== state) {
-      window.location.reload();
+      if (playing()) document.getElementById("recording-changed").hidden = false;
+      else window.location.reload();
       return;
     }
     if (progress) {
@@ -37,6 +39,10 @@ async function poll() {
     }
   }
   setTimeout(poll, POLL_MILLISECONDS);
+}
+
+function playing() {
+  return [...document.querySelectorAll("audio, video")].some((media) => !media.paused);
 }
 
 if (state === "recording" || state === "composing") {

@@ -11,6 +11,7 @@ Every play, download and deletion goes into the audit log.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -28,6 +29,7 @@ from .api import PREFIX, path_id, time_json
 routes = web.RouteTableDef()
 
 RECORDING: Final = "/recordings/{recording_id}"
+_BACK: Final = re.compile(r"/(patients|events)/[0-9]{1,18}")
 FILE: Final = RECORDING + "/files/{name}"
 _KIND_NAMES: Final = {"audio": "Audio", "video": "Video"}
 _SIZE_UNITS: Final = ("kB", "MB", "GB", "TB")
@@ -120,12 +122,24 @@ class Listing:
 
     rows: list[RecordingRow]
     hidden: int
+    # The page listing them, which a recording opened from it leads back to.
+    back: str
 
 
 def listing(request: web.Request, user: StaffUser, recordings: list[Recording]) -> Listing:
     store = request.app[keys.RECORDINGS]
     reachable, hidden = split_reachable(user, recordings)
-    return Listing([RecordingRow.of(store, r) for r in reachable], hidden)
+    return Listing([RecordingRow.of(store, r) for r in reachable], hidden, request.path)
+
+
+def _back(request: web.Request, recording: Recording, given: str | None) -> str:
+    """The page the recording was opened from (a patient's or its event's), to go back
+    to after deleting it; only such a page of this server, whatever the link says."""
+    if given is not None and _BACK.fullmatch(given):
+        return given
+    if recording.patient_ids:
+        return f"/patients/{min(recording.patient_ids)}"
+    return f"/events/{recording.event_id}"
 
 
 @dataclass(frozen=True)
@@ -247,6 +261,7 @@ async def show_recording(request: web.Request) -> web.Response:
         composed=next((f for f in files if f.name == COMPOSED), None),
         tracks=track_rows(recording, files),
         deletable=recording.deletable,
+        back=_back(request, recording, request.query.get("back")),
     )
 
 
@@ -272,16 +287,17 @@ async def confirm_delete(request: web.Request) -> web.Response:
         request,
         "recording_delete.html",
         row=RecordingRow.of(request.app[keys.RECORDINGS], recording),
+        back=_back(request, recording, request.query.get("back")),
     )
 
 
 @routes.post(RECORDING + "/delete")
 async def delete_from_page(request: web.Request) -> web.Response:
+    back = (await request.post()).get("back")
     recording = await _delete(request)
-    # Back to the record it was deleted from: its (first) patient's, or its event's.
-    if recording.patient_ids:
-        raise web.HTTPSeeOther(f"/patients/{min(recording.patient_ids)}?recording_deleted=1")
-    raise web.HTTPSeeOther(f"/events/{recording.event_id}?recording_deleted=1")
+    # Back to the page it was opened from.
+    target = _back(request, recording, back if isinstance(back, str) else None)
+    raise web.HTTPSeeOther(f"{target}?recording_deleted=1")
 
 
 # --- the JSON API ----------------------------------------------------------------------
@@ -297,6 +313,7 @@ def recording_json(request: web.Request, recording: Recording) -> dict[str, Any]
         "ended_at": None if recording.ended_at is None else time_json(recording.ended_at),
         "state": recording.state,
         "interrupted": recording.interrupted,
+        "interruption": recording.interruption,
         "failure": recording.failure,
         "progress": percent(recording),
         "duration_ms": duration_ms(recording),
