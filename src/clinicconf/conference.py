@@ -20,9 +20,9 @@ from . import audit
 from .db import Database, utc_now
 from .errors import Conflict, PermissionDenied, Refused
 from .recording.jobs import Composer
+from .recording.lifecycle import ConferenceRecording
 from .recording.store import Attendee
 from .scheduling import Event
-from .sfu.recorder import Recorder
 from .sfu.room import RoomFactory
 from .sfu.router import Member, Permission
 
@@ -138,7 +138,6 @@ class Conference:
     ) -> None:
         self._db = db
         self._grace_seconds = grace_seconds
-        self._composer = composer
         # Told when the last page has gone and nobody is about to come back.
         self._on_quiet = quiet
         self.event = event
@@ -153,10 +152,7 @@ class Conference:
         # Every open page, joined or not yet: each is closed with the conference.
         self._pages: set[Page] = set()
         self._shut = False
-        # The recording being written, if any (paused or not), and who took part in it.
-        self._recording: tuple[int, Recorder] | None = None
-        self._recorded_people: dict[str, Attendee] = {}
-        self._recording_tasks: set[asyncio.Task[None]] = set()
+        self._recording = ConferenceRecording(composer, self.room, self._recording_stopped)
         self.invite(event)
 
     # --- open pages --------------------------------------------------------------------
@@ -177,6 +173,10 @@ class Conference:
 
     def _quiet(self) -> None:
         if self.unused:
+            # Nobody is left to record: what was recorded is composed now, not at the
+            # event's end (whoever comes back with recording on begins a new one).
+            if self._recording.active:
+                self._recording.finish_soon(self.event)
             self._on_quiet(self)
 
     # --- who is expected ---------------------------------------------------------------
@@ -266,13 +266,13 @@ class Conference:
             return
         if options.recording and not self.room.can_record:
             raise Refused("cannot_record", CANNOT_RECORD)
-        recording_changed = options.recording != self.options.recording
         self.options = options
         await self._record(identity.actor, "options_changed", **vars(options))
-        self._send_all({"type": "options", "options": vars(options)})
         if self.started_at is not None:
-            if recording_changed:
-                await self._recording_changed()
+            # Paused before anyone's indicator says so.
+            await self._follow_recording()
+        self._send_all({"type": "options", "options": vars(self.options)})
+        if self.started_at is not None:
             self._moderation_changed()
 
     async def start(self, identity: Identity) -> None:
@@ -284,8 +284,7 @@ class Conference:
         self._send_all({"type": "started", "started_at": epoch_ms(self.started_at)})
         self._broadcast_moderation()
         self._schedule_end()
-        if self.options.recording:
-            await self._recording_changed()
+        await self._follow_recording()
 
     async def set_shown(self, identity: Identity, participant_id: str, shown: bool) -> None:
         self._require_host(identity)
@@ -343,42 +342,14 @@ class Conference:
 
     # --- recording -------------------------------------------------------------------
 
-    async def _recording_changed(self) -> None:
-        """Start, pause or resume the recording as the host's option now says."""
-        if self._recording is None:
-            if self.options.recording:
-                await self._start_recording()
-            return
-        _, recorder = self._recording
-        recorder.paused = not self.options.recording
-        self.room.changed()
+    async def _follow_recording(self) -> None:
+        """Recording on exactly while the host's option says so and the conference is on."""
+        await self._recording.follow(self.event, self.options.recording and not self._shut)
         await self._note_present()
 
-    async def _start_recording(self) -> None:
-        recording_id = await self._composer.store.create(self.event)
-        directory = self._composer.store.directory(recording_id)
-        recorder = Recorder(directory, lambda reason: self._recording_broke(recording_id, reason))
-        self._recording = (recording_id, recorder)
-        self._recorded_people = {}
-        self.room.record(recorder)
-        await self._note_present()
-
-    def _recording_broke(self, recording_id: int, reason: str) -> None:
-        """Called by the recorder (from the media path): stop it, and say so."""
-        if self._recording is not None and self._recording[0] == recording_id:
-            self._recording = None
-            self.room.record(None)
-            stopping = asyncio.create_task(
-                self._recording_stopped(recording_id, reason), name="recording-broke"
-            )
-            self._recording_tasks.add(stopping)
-            stopping.add_done_callback(self._recording_tasks.discard)
-
-    async def _recording_stopped(self, recording_id: int, reason: str) -> None:
-        """The recording cannot go on: what was written is composed, the indicator
-        goes off, and the host learns why (and may start a new one)."""
-        await self._composer.stopped_early(recording_id, reason)
-        await self._record(audit.SYSTEM, "recording_failed", recording=recording_id)
+    def _recording_stopped(self, reason: str) -> None:
+        """The recording could not go on: the indicator goes off, and the hosts learn
+        why (and may start a new one)."""
         self.options = replace(self.options, recording=False)
         self._send_all({"type": "options", "options": vars(self.options)})
         for connection in self.connections:
@@ -386,30 +357,12 @@ class Conference:
                 connection.send({"type": "recording_failed", "message": reason})
 
     async def _note_present(self) -> None:
-        """Who took part while it was recorded (in the conference's media while it
-        was not paused), kept with the recording as they come."""
-        if self._recording is None or not self.options.recording:
-            return
-        before = len(self._recorded_people)
         in_media = self.room.present
-        for participant in self._participants.values():
-            if participant.public_id in in_media:
-                identity = participant.identity
-                self._recorded_people.setdefault(
-                    identity.key, Attendee(participant.public_id, identity.name, identity.kind)
-                )
-        if len(self._recorded_people) != before:
-            recording_id, _ = self._recording
-            await self._composer.store.note_present(
-                recording_id, list(self._recorded_people.values())
-            )
-
-    async def _finish_recording(self) -> None:
-        """The conference is over: the recording's files are closed, and it is composed."""
-        recording, self._recording = self._recording, None
-        if recording is not None:
-            self.room.record(None)
-            await self._composer.finished(recording[0])
+        await self._recording.note_present(
+            Attendee(p.public_id, p.identity.name, p.identity.kind)
+            for p in self._participants.values()
+            if p.public_id in in_media
+        )
 
     # --- media -----------------------------------------------------------------------
 
@@ -422,7 +375,7 @@ class Conference:
         await self.room.join(
             participant.public_id, connection, guest=participant.identity.kind == "guest"
         )
-        await self._note_present()
+        await self._follow_recording()  # begun again if it was finished while quiet
 
     async def answer(self, connection: Subscriber, media_connection: str, sdp: str) -> None:
         participant = self._participant_of(connection)
@@ -546,8 +499,7 @@ class Conference:
             ending.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ending
-        await self._finish_recording()
-        await asyncio.gather(*self._recording_tasks)
+        await self._recording.close(self.event)
         await self.room.close()
         for participant in self._participants.values():
             grace, participant.grace = participant.grace, None

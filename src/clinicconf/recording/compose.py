@@ -165,7 +165,7 @@ def _open(path: Path) -> InputContainer | None:
     cut short: FFmpeg finds invalid data, or reads past the end)."""
     try:
         container = av.open(str(path))
-    except (av.error.InvalidDataError, av.error.OSError):
+    except av.error.FFmpegError:
         return None
     if not container.streams:
         container.close()
@@ -179,7 +179,7 @@ def _packets(container: InputContainer) -> Iterator[av.Packet[Any]]:
     whole packet."""
     try:
         yield from container.demux(container.streams[0])
-    except av.error.InvalidDataError:
+    except av.error.FFmpegError:
         return
 
 
@@ -188,7 +188,7 @@ def _decoded(container: InputContainer) -> Iterator[Any]:
     for packet in _packets(container):
         try:
             frames = packet.decode()
-        except av.error.InvalidDataError:
+        except av.error.FFmpegError:
             continue  # a damaged frame (a crash's last one): the decoder recovers
         yield from frames
 

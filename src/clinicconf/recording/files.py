@@ -5,9 +5,10 @@ A recording is a directory under the data directory's `recordings/`, named by it
 - `tracks/<participant>-<kind>.webm`: one participant's video (VP8) or sound (Opus)
   as it was received, never decoded or encoded again. Timestamps are milliseconds
   from the recording's start. Written live (no seeking back to the start, a cluster
-  at least every second, each packet flushed): a crash or a power cut leaves a file
-  that plays up to its last second.
-- `timeline.jsonl`: one JSON line, flushed, per change of what is recorded:
+  at least every second, each packet flushed): a crash leaves a file that plays up
+  to its last second, and a power cut one that plays up to the recorder's last sync
+  to the disk (sfu/recorder.py: every two seconds).
+- `timeline.jsonl`: one JSON line per change of what is recorded:
   `{"t": ms, "recording": bool, "video": [participant, ...], "audio": [...]}`; the
   last line is `{"t": ms, "end": true}` when the recording ended cleanly.
 - `conference.webm`: the one playable file composed after the conference.
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import fractions
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -116,10 +116,10 @@ class Timeline:
     path: Path
 
     def append(self, entry: dict[str, Any]) -> None:
+        """Append one entry; handed to the operating system at once (the recorder syncs
+        it to the disk with the tracks)."""
         with self.path.open("a", encoding="utf-8") as file:
             file.write(json.dumps(entry, separators=(",", ":")) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
 
 
 def read_timeline(directory: Path) -> list[dict[str, Any]]:

@@ -66,9 +66,13 @@ class Composer:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
+        assert process.stderr is not None
+        # Read all along: a composer with much to say must not block on a full pipe.
+        said = asyncio.create_task(process.stderr.read(), name="composer-stderr")
         try:
             result = await self._follow(recording_id, process)
-            _, errors = await process.communicate()
+            await process.wait()
+            errors = await said
         except TimeoutError:
             process.kill()
             await process.wait()
@@ -78,6 +82,7 @@ class Composer:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
+            said.cancel()
             raise
         if process.returncode == 0 and result is not None:
             await self.store.ready(recording_id, result["duration_ms"], result["size_bytes"])

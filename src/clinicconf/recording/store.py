@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import shutil
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from .. import audit
 from ..accounts import StaffUser
-from ..db import Database, Row, from_db_time, to_db_time, utc_now
+from ..db import Database, Row, Transaction, from_db_time, to_db_time, utc_now
 from ..errors import Conflict, NotFound
 from ..scheduling import Event
 from .files import COMPOSED, track_files
@@ -23,6 +25,8 @@ NOT_DELETABLE: Final = (
     "This recording cannot be deleted while it is being recorded or composed."
     " Try again once it is ready."
 )
+# A clinician's requests for one file within this long are one play (or download).
+ACCESS_REPEAT_SECONDS: Final = 600.0
 # A deleted recording's directory, moved aside until its files are gone.
 _DELETED: Final = "deleted-"
 
@@ -114,6 +118,8 @@ class Recordings:
     def __init__(self, db: Database, root: Path) -> None:
         self._db = db
         self._root = root
+        # (staff, recording, file, action) -> when it was last written to the audit log.
+        self._accessed: dict[tuple[int, int, str, str], float] = {}
 
     def directory(self, recording_id: int) -> Path:
         return self._root / str(recording_id)
@@ -123,23 +129,26 @@ class Recordings:
     async def create(self, event: Event) -> int:
         """A new recording of `event`, in the record of each of its patients (and of
         the patient a Public Conference is tied to)."""
-        patients = {p.id for p in event.patients}
-        if event.record_patient_id is not None:
-            patients.add(event.record_patient_id)
         async with self._db.transaction() as tx:
             recording_id = await tx.execute(
                 "INSERT INTO recordings (event_id, started_at) VALUES (?, ?)",
                 (event.id, to_db_time(utc_now())),
             )
-            await tx.executemany(
-                "INSERT INTO recording_patients (recording_id, patient_id) VALUES (?, ?)",
-                [(recording_id, patient) for patient in sorted(patients)],
-            )
+            await _link_patients(tx, recording_id, event)
             await audit.record(
                 tx, audit.SYSTEM, "recording_started", event_id=event.id, recording=recording_id
             )
         self.directory(recording_id).mkdir(parents=True)
         return recording_id
+
+    async def link_patients(self, recording_id: int, event: Event) -> None:
+        """The recording belongs to the records of the event's patients as the event
+        stands at the recording's end (someone added or taken off meanwhile)."""
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "DELETE FROM recording_patients WHERE recording_id = ?", (recording_id,)
+            )
+            await _link_patients(tx, recording_id, event)
 
     async def note_present(self, recording_id: int, present: list[Attendee]) -> None:
         await self._db.execute(
@@ -150,11 +159,21 @@ class Recordings:
     async def finished(self, recording_id: int, *, interruption: str | None = None) -> None:
         """Written to its end, or stopped early for the reason `interruption`: next,
         it is composed."""
-        await self._db.execute(
-            "UPDATE recordings SET state = 'composing', ended_at = ?,"
-            " interrupted = ?, interruption = ? WHERE id = ?",
-            (to_db_time(utc_now()), interruption is not None, interruption, recording_id),
-        )
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "UPDATE recordings SET state = 'composing', ended_at = ?,"
+                " interrupted = ?, interruption = ? WHERE id = ?",
+                (to_db_time(utc_now()), interruption is not None, interruption, recording_id),
+            )
+            if interruption is not None:
+                row = await tx.fetchone(
+                    "SELECT event_id FROM recordings WHERE id = ?", (recording_id,)
+                )
+                event_id = None if row is None else row["event_id"]
+                await audit.record(
+                    tx, audit.SYSTEM, "recording_stopped_early", event_id=event_id,
+                    recording=recording_id,
+                )  # fmt: skip
 
     async def failed(self, recording_id: int, reason: str) -> None:
         await self._db.execute(
@@ -173,6 +192,7 @@ class Recordings:
                 "UPDATE recordings SET state = 'composing', interrupted = 1"
                 " WHERE state = 'recording'"
             )
+            await tx.execute("UPDATE recordings SET progress = 0 WHERE state = 'composing'")
             rows = await tx.fetchall("SELECT id FROM recordings WHERE state = 'composing'")
         return [row["id"] for row in rows]
 
@@ -230,10 +250,18 @@ class Recordings:
                 return self.directory(recording.id).joinpath(*subfolder, name)
         raise NotFound("No such file in this recording.")
 
-    async def accessed(
-        self, user: StaffUser, recording: Recording, action: str, **detail: Any
-    ) -> None:
-        """Write a clinician's play or download into the audit log."""
+    async def accessed(self, user: StaffUser, recording: Recording, action: str, file: str) -> None:
+        """Write a clinician's play or download of a file into the audit log: once for
+        all the requests a player makes while it plays (to buffer, to seek), and again
+        once a while has passed."""
+        now = time.monotonic()
+        key = (user.id, recording.id, file, action)
+        if now - self._accessed.get(key, -math.inf) < ACCESS_REPEAT_SECONDS:
+            return
+        self._accessed = {
+            k: at for k, at in self._accessed.items() if now - at < ACCESS_REPEAT_SECONDS
+        }
+        self._accessed[key] = now
         async with self._db.transaction() as tx:
             await audit.record(
                 tx,
@@ -241,7 +269,7 @@ class Recordings:
                 action,
                 event_id=recording.event_id,
                 recording=recording.id,
-                **detail,
+                file=file,
             )
 
     async def delete(self, user: StaffUser, recording: Recording) -> None:
@@ -267,6 +295,18 @@ class Recordings:
         """At start-up: finish removing the files of recordings deleted before."""
         for doomed in self._root.glob(f"{_DELETED}*"):
             _remove(doomed)
+
+
+async def _link_patients(tx: Transaction, recording_id: int, event: Event) -> None:
+    """Into the record of each of the event's patients, and of the patient a Public
+    Conference is tied to."""
+    patients = {p.id for p in event.patients}
+    if event.record_patient_id is not None:
+        patients.add(event.record_patient_id)
+    await tx.executemany(
+        "INSERT INTO recording_patients (recording_id, patient_id) VALUES (?, ?)",
+        [(recording_id, patient) for patient in sorted(patients)],
+    )
 
 
 def _remove(directory: Path) -> None:

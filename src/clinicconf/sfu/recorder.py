@@ -11,12 +11,18 @@ that the composer can show the conference as it was shown.
 
 Times are milliseconds since the recording began, on the monotonic clock; a
 track's frames are placed by their RTP timestamps from the moment the first one
-arrived, so a late packet does not move a frame.
+arrived, so packets held up on the network do not move their frames.
+
+Writing happens on the event loop (a packet is a few microseconds of work, into
+the page cache); every few seconds the files are synced to the disk from a thread,
+so that a power cut loses no more than that.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -33,9 +39,13 @@ from .router import Kind
 
 log = logging.getLogger(__name__)
 
-# A frame whose RTP time strays further than this from its arrival is placed anew
-# (the publisher paused, or restarted its clock).
-MAX_DRIFT_MS: Final = 1000
+# A frame whose RTP time is this far ahead of real time, or behind it, is placed
+# anew (the publisher restarted its clock): packets held up on the network for a
+# while arrive late, but never this late, and never early.
+MAX_AHEAD_MS: Final = 1000
+MAX_BEHIND_MS: Final = 10_000
+# How often what was written is synced to the disk.
+SYNC_SECONDS: Final = 2.0
 # As aiortc's receiver: enough packets for the largest keyframe at a browser's bitrates.
 _JITTER_PACKETS: Final = 128
 
@@ -80,6 +90,8 @@ class TrackRecorder:
 
     async def forward(self, packet: RtpPacket, keyframe: bool, ntp_now: int) -> None:
         if packet.ssrc != self._ssrc:
+            if self._ssrc is not None and self._source is not None:
+                self._source.request_keyframe()  # a new stream: its pictures start anew
             self._restart()
             self._ssrc = packet.ssrc
         if self._kind == "audio":
@@ -101,13 +113,16 @@ class TrackRecorder:
         except ValueError:
             return
         lost, frame = self._jitter.add(packet)
-        if lost and self._source is not None:
-            self._source.request_keyframe()
+        if lost:
+            # Packets were given up on: what follows would not decode until a keyframe.
+            self._keyframe_seen = False
         if frame is None:
             return
         keyframe = vp8_keyframe_size(frame.data) is not None
         if not (keyframe or self._keyframe_seen):
-            return  # would not decode: the keyframe asked for at connect is coming
+            if self._source is not None:
+                self._source.request_keyframe()  # at most once a second, however asked
+            return
         self._keyframe_seen = True
         self._file.write(frame.data, self._pts(frame.timestamp), keyframe=keyframe)
 
@@ -117,7 +132,7 @@ class TrackRecorder:
             anchor_ts, anchor_ms = self._anchor
             elapsed = ((timestamp - anchor_ts + 0x80000000) & 0xFFFFFFFF) - 0x80000000
             pts = anchor_ms + elapsed * 1000 // self._clock_rate
-            if abs(pts - now) <= MAX_DRIFT_MS:
+            if -MAX_BEHIND_MS <= pts - now <= MAX_AHEAD_MS:
                 return pts
         self._anchor = (timestamp, now)
         return now
@@ -126,6 +141,10 @@ class TrackRecorder:
         """Writing raised (the disk is full, say): the recording cannot go on."""
         self.connect(None)
         self._failed(f"A track could not be written ({type(exc).__name__}: {exc}).")
+
+    @property
+    def path(self) -> Path:
+        return self._file.path
 
     def close(self) -> None:
         self.connect(None)
@@ -144,9 +163,18 @@ class Recorder:
         self._last_entry: dict[str, object] | None = None
         self.paused = False
         self.broken = False
+        self._syncing = asyncio.create_task(self._sync_regularly(), name="recording-sync")
 
     def now_ms(self) -> int:
         return round((time.monotonic() - self._origin) * 1000)
+
+    def pause(self, paused: bool) -> None:
+        """Pause at once (nothing more is written from now on), or resume at the next
+        `route`."""
+        if paused != self.paused:
+            self.paused = paused
+            if paused:
+                self.route({})
 
     def route(self, recorded: Mapping[Track, PacketSource]) -> None:
         """Record exactly `recorded` from now on (nothing while paused)."""
@@ -183,8 +211,18 @@ class Recorder:
         except OSError as exc:
             self._break(f"The timeline could not be written ({exc}).")
 
+    async def _sync_regularly(self) -> None:
+        while True:
+            await asyncio.sleep(SYNC_SECONDS)
+            paths = [self._timeline.path, *(r.path for r in self._tracks.values())]
+            try:
+                await asyncio.to_thread(_sync_to_disk, paths)
+            except OSError as exc:
+                self._break(f"The recording could not be saved to the disk ({exc}).")
+
     def close(self) -> None:
         """The end: every file is closed, and the timeline says it ended cleanly."""
+        self._syncing.cancel()
         for recorder in self._tracks.values():
             try:
                 recorder.close()
@@ -192,3 +230,17 @@ class Recorder:
                 log.warning("a recorded track could not be closed cleanly", exc_info=True)
         if not self.broken:
             self._write({"t": self.now_ms(), "end": True})
+
+
+def _sync_to_disk(paths: list[Path]) -> None:
+    """Flush what the page cache holds of these files to the disk (a file's data is
+    synced through any descriptor of it)."""
+    for path in paths:
+        try:
+            descriptor = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # a track opened at its first frame: none yet
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)

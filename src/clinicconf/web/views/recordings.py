@@ -179,22 +179,22 @@ async def reachable_recording(request: web.Request) -> Recording:
     return recording
 
 
-def _starts_transfer(request: web.Request) -> bool:
-    """Whether this request begins a playback or a download: it asks from the first
-    byte. A player's later range requests, to buffer or to seek, continue the same
-    playback and are not logged again."""
+def _serves_bytes(request: web.Request) -> bool:
+    """Whether this request reads any of the file (a malformed Range is answered 416)."""
     if request.method != hdrs.METH_GET:
         return False
     try:
-        start = request.http_range.start
-    except ValueError:  # a malformed Range: FileResponse answers 416
+        request.http_range  # noqa: B018 (parsed to see whether it can be served)
+    except ValueError:
         return False
-    return start in (None, 0)
+    return True
 
 
 async def _file_response(request: web.Request) -> web.FileResponse:
     """A recording's file, with Range requests (a player seeks), logged as played or
-    downloaded. The API's answer is always a download: a program saves the file."""
+    downloaded (whatever part is asked for; a player's many requests for one
+    playback are one entry: Recordings.accessed). The API's answer is always a
+    download: a program saves the file."""
     user = current_user(request)
     recording = await reachable_recording(request)
     store = request.app[keys.RECORDINGS]
@@ -208,7 +208,7 @@ async def _file_response(request: web.Request) -> web.FileResponse:
         headers[hdrs.CONTENT_DISPOSITION] = (
             f'attachment; filename="recording-{recording.id}-{name}"'
         )
-    if _starts_transfer(request):
+    if _serves_bytes(request):
         action = "recording_downloaded" if download else "recording_played"
         await store.accessed(user, recording, action, file=name)
     return web.FileResponse(path, headers=headers)
