@@ -6,7 +6,6 @@ administrators reaches one."""
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import re
@@ -23,13 +22,14 @@ from yarl import URL
 
 from clinicconf import audit, keys
 from clinicconf.bench import clip
-from clinicconf.config import Settings
 from clinicconf.recording.files import COMPOSED, Kind, TrackFile, track_path
 from clinicconf.recording.store import Attendee, Recordings
 
-from .clinic import CLINIC_ZONE, Clinic, build_clinic, csrf_token, sign_in
+from .clinic import CLINIC_ZONE, Clinic, csrf_token, sign_in
 from .conftest import ADMIN_PASSWORD, STAFF_PASSWORD, Account, make_account
 from .test_api import call
+from .test_event_pages import clinic as clinic
+from .test_event_pages import settings as settings
 
 Client = TestClient[web.Request, web.Application]
 
@@ -48,16 +48,6 @@ Media = dict[Kind, list[bytes]]
 def media() -> Media:
     """Encoded once for the module."""
     return {"video": clip.encode_video(0.4), "audio": clip.encode_audio(0.4)}
-
-
-@pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, time_zone=CLINIC_ZONE)
-
-
-@pytest.fixture
-async def clinic(app: web.Application, staff: Account) -> Clinic:
-    return await build_clinic(app, staff)
 
 
 @pytest.fixture

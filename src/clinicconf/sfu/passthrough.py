@@ -28,7 +28,8 @@ import logging
 import math
 import secrets
 import time
-from typing import Any, Final, Protocol
+from abc import ABC, abstractmethod
+from typing import Any, Final
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc import RTCRtpTransceiver as Transceiver
@@ -146,18 +147,36 @@ def newer(a: int, b: int) -> bool:
     return a != b and (a - b) & 0xFFFF < 0x8000
 
 
-class PacketSink(Protocol):
-    """What a source hands its packets to: a subscriber's outlet, or the recorder."""
+class PacketSink(ABC):
+    """What a source hands its packets to, one source at a time: a subscriber's
+    outlet, or a recorded track."""
 
+    _source: PacketSource | None = None
     # The bitrate this consumer can take (REMB), if it says.
-    remb: int | None
+    remb: int | None = None
 
+    def connect(self, source: Source | None) -> None:
+        """Take `source`'s packets from now on, starting anew; None: nobody's."""
+        assert source is None or isinstance(source, PacketSource)
+        if source is self._source:
+            return
+        if self._source is not None:
+            self._source.discard(self)
+        self._source = source
+        self._restart()
+        if source is not None:
+            source.add(self)
+
+    @abstractmethod
+    def _restart(self) -> None:
+        """What comes next is a new stream (its first keyframe is asked for)."""
+
+    @abstractmethod
     async def forward(self, packet: RtpPacket, keyframe: bool, ntp_now: int) -> None: ...
 
+    @abstractmethod
     def failed(self, exc: Exception) -> None:
         """`forward` raised: the others go on."""
-
-    def connect(self, source: Source | None) -> None: ...
 
 
 class PacketSource:
@@ -307,7 +326,7 @@ class _ParkedTrack(MediaStreamTrack):
         raise AssertionError("a parked track yields nothing")
 
 
-class PacketOutlet:
+class PacketOutlet(PacketSink):
     """One subscriber's sending m-line, fed packets of the source it is connected to."""
 
     def __init__(self, transceiver: Transceiver, kind: Kind) -> None:
@@ -320,8 +339,7 @@ class PacketOutlet:
         self._sender._send_keyframe = self._keyframe_wanted  # type: ignore[method-assign]
         self._sender_feedback = self._sender._handle_rtcp_packet
         self._sender._handle_rtcp_packet = self._feedback  # type: ignore[method-assign]
-        # The subscriber's own bandwidth estimate (REMB), for the publisher's bitrate.
-        self.remb: int | None = None
+        # `remb`: the subscriber's own bandwidth estimate, for the publisher's bitrate.
         # From the next packet on, the stream is re-based (on a keyframe, for video).
         self._rebase = True
         self._waiting_since = 0.0
@@ -338,17 +356,6 @@ class PacketOutlet:
         self._last_ts: int | None = None
         self._last_sent_at = 0.0
         self._failed = False
-
-    def connect(self, source: Source | None) -> None:
-        assert source is None or isinstance(source, PacketSource)
-        if source is self._source:
-            return
-        if self._source is not None:
-            self._source.discard(self)
-        self._source = source
-        self._restart()
-        if source is not None:
-            source.add(self)
 
     def _restart(self) -> None:
         """Begin again from the source's next keyframe, asked for now."""

@@ -33,8 +33,7 @@ from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import RtpPacket
 
 from ..recording.files import TIMELINE, Timeline, TrackFile, track_path, vp8_keyframe_size
-from .forward import Source
-from .passthrough import CLOCK_RATES, PacketSource, newer
+from .passthrough import CLOCK_RATES, PacketSink, PacketSource, newer
 from .router import Kind
 
 log = logging.getLogger(__name__)
@@ -53,11 +52,9 @@ Track = tuple[str, Kind]
 Failed = Callable[[str], None]
 
 
-class TrackRecorder:
-    """One participant's audio or video, written to its file as it comes."""
-
-    # Never limits the publisher's bitrate (read by PacketSource with the outlets').
-    remb: int | None = None
+class TrackRecorder(PacketSink):
+    """One participant's audio or video, written to its file as it comes. It never
+    limits the publisher's bitrate (`remb` stays None)."""
 
     def __init__(self, file: TrackFile, kind: Kind, now_ms: Callable[[], int], failed: Failed):
         self._file = file
@@ -65,35 +62,23 @@ class TrackRecorder:
         self._clock_rate = CLOCK_RATES[kind]
         self._now_ms = now_ms
         self._failed = failed
-        self._source: PacketSource | None = None
         self._restart()
 
     def _restart(self) -> None:
-        """From the next packet on, a new run: new timing, and video from a keyframe."""
+        """From the next packet on, a new run: new timing, and video from a keyframe,
+        asked for now."""
         self._ssrc: int | None = None
         self._jitter = JitterBuffer(capacity=_JITTER_PACKETS, is_video=True)
         self._newest_seq: int | None = None
         self._anchor: tuple[int, int] | None = None  # (RTP timestamp, ms) of the run
         self._keyframe_seen = False
-
-    def connect(self, source: Source | None) -> None:
-        assert source is None or isinstance(source, PacketSource)
-        if source is self._source:
-            return
         if self._source is not None:
-            self._source.discard(self)
-        self._source = source
-        self._restart()
-        if source is not None:
-            source.add(self)
-            source.request_keyframe()
+            self._source.request_keyframe()
 
     async def forward(self, packet: RtpPacket, keyframe: bool, ntp_now: int) -> None:
-        if packet.ssrc != self._ssrc:
-            if self._ssrc is not None and self._source is not None:
-                self._source.request_keyframe()  # a new stream: its pictures start anew
-            self._restart()
-            self._ssrc = packet.ssrc
+        if self._ssrc is not None and packet.ssrc != self._ssrc:
+            self._restart()  # the publisher began a new stream
+        self._ssrc = packet.ssrc
         if self._kind == "audio":
             self._take_audio(packet)
         else:
