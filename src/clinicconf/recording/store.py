@@ -281,14 +281,15 @@ class Recordings:
             raise Conflict(NOT_DELETABLE)
         doomed = self._root / f"{_DELETED}{recording.id}"
         directory = self.directory(recording.id)
-        if directory.exists():
-            directory.rename(doomed)
         async with self._db.transaction() as tx:
             await tx.execute("DELETE FROM recordings WHERE id = ?", (recording.id,))
             await audit.record(
                 tx, user.actor, "recording_deleted", event_id=recording.event_id,
                 recording=recording.id,
             )  # fmt: skip
+            # Last before the commit: if it cannot be moved, the recording stays listed.
+            if directory.exists():
+                directory.rename(doomed)
         await asyncio.to_thread(_remove, doomed)
 
     def sweep(self) -> None:
