@@ -75,7 +75,12 @@ async def test_only_staff_can_change_options_or_start(lobby: Lobby, open_page: A
     # Nothing changed: a newcomer finds the conference waiting with the defaults.
     _, welcome = await open_page(lobby.colleague_path)
     assert welcome["started"] is False
-    assert welcome["options"] == {"moderator": False, "recording": False}
+    assert welcome["options"] == {
+        "moderator": False,
+        "recording": False,
+        "locked": False,
+        "waiting_room": False,
+    }
     assert welcome["you"]["host"] is True
 
 
@@ -85,13 +90,14 @@ async def test_the_hosts_options_and_start_reach_everyone_at_once(
     host, _ = await open_page(lobby.host_path)
     patient, _ = await open_page(lobby.pat_path)
     assert (await host.request("set_options", moderator=True, recording=True))["type"] == "result"
-    assert (await patient.receive("options"))["options"] == {"moderator": True, "recording": True}
+    changed = (await patient.receive("options"))["options"]
+    assert (changed["moderator"], changed["recording"]) == (True, True)
 
     assert (await host.request("start"))["type"] == "result"
     assert (await patient.receive("started"))["started_at"] > 0
     _, late = await open_page(lobby.quinn_path)
     assert late["started"] is True
-    assert late["options"] == {"moderator": True, "recording": True}
+    assert (late["options"]["moderator"], late["options"]["recording"]) == (True, True)
 
     again = await host.request("start")
     assert again["code"] == "already_started"

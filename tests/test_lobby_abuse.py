@@ -31,10 +31,13 @@ from .lobby_helpers import open_page as open_page
 from .lobby_helpers import settings as settings
 
 # What the conference records when it changes; a refused message records none of it.
-CHANGES = {"options_changed", "conference_started"}
-# What only a host may do: change the options, then start.
+CHANGES = {"options_changed", "access_changed", "conference_started"}
+# What only a host may do: change the options and who may come in, then start.
 HOST_ACTIONS: list[tuple[str, dict[str, Any]]] = [
     ("set_options", {"moderator": True, "recording": True}),
+    ("set_access", {"locked": False, "waiting_room": True}),
+    ("let_in_all", {}),
+    ("turn_away_all", {}),
     ("start", {}),
 ]
 

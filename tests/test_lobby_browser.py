@@ -240,7 +240,7 @@ async def test_a_public_guest_joins_under_a_display_name_and_sees_no_patient_nam
 
     # The name is shown as typed, never as markup.
     await expect(host_active.filter(has_text="Gail <i>Guest</i>")).to_have_text(
-        "Gail <i>Guest</i> Guest"
+        "Gail <i>Guest</i> Guest Remove"
     )
     await expect(host.locator("#active-people i")).to_have_count(0)
 

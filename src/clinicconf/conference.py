@@ -34,6 +34,11 @@ CLOSE_CANCELLED: Final = 4410
 CLOSE_EVENT_CHANGED: Final = 4000
 CLOSE_FULL: Final = 4429
 CLOSE_ENDED: Final = 4411
+# A public guest kept out: the conference is locked, the host turned them away, or
+# removed them (or, for a linked person, removed them: their link is closed to them).
+CLOSE_LOCKED: Final = 4423
+CLOSE_TURNED_AWAY: Final = 4431
+CLOSE_REMOVED: Final = 4430
 # Someone a patient may not see by name, in the names of the videos they receive.
 UNNAMED: Final = "Participant"
 # Far more than any clinic's conference; a bound on what one public link can bring in.
@@ -97,6 +102,9 @@ class Participant:
     # The moderator's choices: kept as long as the conference knows the person.
     permission: Permission = Permission.AUDIO_VIDEO
     shown: bool = False
+    # Where their page connects from (a removed guest's address sends newcomers from
+    # it to the waiting room).
+    address: str | None = None
 
     @property
     def active(self) -> bool:
@@ -107,6 +115,27 @@ class Participant:
 class Options:
     moderator: bool = False
     recording: bool = False
+    # For guests on the public link: no new ones at all, or each let in by a host.
+    locked: bool = False
+    waiting_room: bool = False
+
+
+class KeptOut(Exception):
+    """This page may not join: closed with `code` (the page says why)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(eq=False)
+class Knock:
+    """A public guest's page waiting for a host to let them in."""
+
+    id: str
+    connection: Subscriber
+    address: str | None
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -153,6 +182,13 @@ class Conference:
         self._pages: set[Page] = set()
         self._shut = False
         self._recording = ConferenceRecording(composer, self.room, self._recording_stopped)
+        # Keeping people out, for the conference's life: guests waiting to be let in,
+        # those let in once (they come back without waiting), and those removed or
+        # turned away, by identity key, with the code their page is closed with.
+        self._knocks: dict[str, Knock] = {}
+        self._let_in: set[str] = set()
+        self._barred: dict[str, int] = {}
+        self._barred_addresses: set[str] = set()
         self.invite(event)
 
     # --- open pages --------------------------------------------------------------------
@@ -204,8 +240,24 @@ class Conference:
 
     # --- connections -------------------------------------------------------------------
 
-    async def join(self, connection: Subscriber) -> None:
-        """Add a page and send it its `welcome` snapshot, before anything else."""
+    async def join(self, connection: Subscriber, address: str | None = None) -> None:
+        """Add a page and send it its `welcome` snapshot, before anything else; a new
+        public guest may first wait for a host to let them in. Raises KeptOut for a
+        page that may not join."""
+        identity = connection.identity
+        barred = self._barred.get(identity.key)
+        if barred is not None:
+            raise KeptOut(barred, "kept out")
+        if identity.kind == "guest" and identity.key not in self._participants:
+            if self.options.locked:
+                raise KeptOut(CLOSE_LOCKED, "locked")
+            must_wait = self.options.waiting_room or address in self._barred_addresses
+            if must_wait and identity.key not in self._let_in:
+                await self._knock(Knock(_new_id(), connection, address))
+                return
+        await self._enter(connection, address)
+
+    async def _enter(self, connection: Subscriber, address: str | None) -> None:
         identity = connection.identity
         participant = self._participants.get(identity.key)
         if participant is None:
@@ -216,6 +268,7 @@ class Conference:
         _cancel(participant.grace)
         participant.grace = None
         participant.connections.add(connection)
+        participant.address = address
         connection.send(self._welcome(identity, participant))
         if not was_active:
             # The others hear of the arrival; the newcomer learns it from the welcome.
@@ -225,6 +278,11 @@ class Conference:
     async def leave(self, connection: Subscriber, *, at_once: bool = False) -> None:
         """A page has gone; `at_once` when its holder said they were leaving, so
         there is no grace period to wait for."""
+        knock = self._knock_of(connection)
+        if knock is not None:
+            del self._knocks[knock.id]
+            self._tell_hosts_who_waits()
+            return
         participant = self._participants.get(connection.identity.key)
         if participant is None or connection not in participant.connections:
             return
@@ -258,10 +316,11 @@ class Conference:
 
     # --- the host's intents --------------------------------------------------------------
 
-    async def set_options(self, identity: Identity, options: Options) -> None:
+    async def set_options(self, identity: Identity, *, moderator: bool, recording: bool) -> None:
         """Before the start, what the conference will start with; during it, moderator
         mode on or off, and the recording paused or resumed."""
         self._require_host(identity)
+        options = replace(self.options, moderator=moderator, recording=recording)
         if options == self.options:
             return
         if options.recording and not self.room.can_record:
@@ -274,6 +333,98 @@ class Conference:
         self._send_all({"type": "options", "options": vars(self.options)})
         if self.started_at is not None:
             self._moderation_changed()
+
+    async def set_access(self, identity: Identity, *, locked: bool, waiting_room: bool) -> None:
+        """Who may come in on the public link: nobody new (locked), or each guest let
+        in by a host (waiting room). Turning the waiting room off lets in whoever
+        waits, unless the conference is locked."""
+        self._require_host(identity)
+        options = replace(self.options, locked=locked, waiting_room=waiting_room)
+        if options == self.options:
+            return
+        self.options = options
+        await self._record(
+            identity.actor, "access_changed", locked=locked, waiting_room=waiting_room
+        )
+        self._send_all({"type": "options", "options": vars(options)})
+        if not waiting_room and not locked:
+            await self.let_in(identity, None)
+
+    async def let_in(self, identity: Identity, knock_id: str | None) -> None:
+        """Let in one waiting guest, or (None) everyone waiting."""
+        self._require_host(identity)
+        for knock in self._knocks_named(knock_id):
+            del self._knocks[knock.id]
+            self._let_in.add(knock.connection.identity.key)
+            await self._record(identity.actor, "guest_let_in", name=knock.connection.identity.name)
+            await self._enter(knock.connection, knock.address)
+        self._tell_hosts_who_waits()
+
+    async def turn_away(self, identity: Identity, knock_id: str | None) -> None:
+        """Turn away one waiting guest, or (None) everyone waiting: for the rest of
+        the event, on that browser."""
+        self._require_host(identity)
+        knocks = self._knocks_named(knock_id)
+        for knock in knocks:
+            del self._knocks[knock.id]
+            self._barred[knock.connection.identity.key] = CLOSE_TURNED_AWAY
+            await self._record(
+                identity.actor, "guest_turned_away", name=knock.connection.identity.name
+            )
+        self._tell_hosts_who_waits()
+        await asyncio.gather(
+            *(k.connection.close(CLOSE_TURNED_AWAY, "turned away") for k in knocks)
+        )
+
+    async def remove(self, identity: Identity, participant_id: str) -> None:
+        """Remove someone who is not a host: their pages close, and they cannot come
+        back during the event (a guest on that browser; newcomers from their address
+        wait to be let in)."""
+        self._require_host(identity)
+        participant = self._by_public_id(participant_id)
+        if participant.identity.is_host:
+            raise Refused("cannot_remove_host", "A staff member of the event cannot be removed.")
+        key = participant.identity.key
+        self._barred[key] = CLOSE_REMOVED
+        if participant.identity.kind == "guest" and participant.address is not None:
+            self._barred_addresses.add(participant.address)
+        await self._record(identity.actor, "participant_removed", participant=participant_id)
+        connections = list(participant.connections)
+        for connection in connections:
+            await self.leave(connection, at_once=True)
+        await asyncio.gather(*(c.close(CLOSE_REMOVED, "removed") for c in connections))
+
+    async def _knock(self, knock: Knock) -> None:
+        self._knocks[knock.id] = knock
+        knock.connection.send(
+            {
+                "type": "waiting_room",
+                "event": self._event_summary(),
+                "server_time": now_ms(),
+            }
+        )
+        self._tell_hosts_who_waits()
+        await self._record(knock.connection.identity.actor, "guest_waiting")
+
+    def _knock_of(self, connection: Subscriber) -> Knock | None:
+        return next((k for k in self._knocks.values() if k.connection is connection), None)
+
+    def _knocks_named(self, knock_id: str | None) -> list[Knock]:
+        if knock_id is None:
+            return list(self._knocks.values())
+        knock = self._knocks.get(knock_id)
+        if knock is None:
+            raise Refused("unknown_guest", "Nobody with that id is waiting.")
+        return [knock]
+
+    def _waiting_list(self) -> list[dict[str, str]]:
+        return [{"id": k.id, "name": k.connection.identity.name} for k in self._knocks.values()]
+
+    def _tell_hosts_who_waits(self) -> None:
+        message = {"type": "waiting", "guests": self._waiting_list()}
+        for connection in self.connections:
+            if connection.identity.is_host:
+                connection.send(message)
 
     async def start(self, identity: Identity) -> None:
         self._require_host(identity)
@@ -424,8 +575,17 @@ class Conference:
 
     # --- what each holder may see ------------------------------------------------------
 
-    def _welcome(self, viewer: Identity, you: Participant) -> dict[str, Any]:
+    def _event_summary(self) -> dict[str, Any]:
         return {
+            "title": self.event.title,
+            "starts_at": epoch_ms(self.event.start),
+            "ends_at": epoch_ms(self.event.end),
+        }
+
+    def _welcome(self, viewer: Identity, you: Participant) -> dict[str, Any]:
+        waiting = {"waiting": self._waiting_list()} if viewer.is_host else {}
+        return {
+            **waiting,
             "type": "welcome",
             "you": {
                 "id": you.public_id,
@@ -433,11 +593,7 @@ class Conference:
                 "name": viewer.name,
                 "host": viewer.is_host,
             },
-            "event": {
-                "title": self.event.title,
-                "starts_at": epoch_ms(self.event.start),
-                "ends_at": epoch_ms(self.event.end),
-            },
+            "event": self._event_summary(),
             "options": vars(self.options),
             "started": self.started_at is not None,
             "moderation": self._moderation(viewer),

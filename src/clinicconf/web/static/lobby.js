@@ -4,6 +4,7 @@
 // (docs/lobby-protocol.md); this page only shows what it is told.
 // Server data goes into the page as text, never as HTML.
 
+import { GuestAccess } from "./access.js";
 import { Conference } from "./conference.js";
 import { DevicePreview } from "./devices.js";
 import { LobbySocket } from "./lobby_socket.js";
@@ -21,6 +22,9 @@ const CLOSED_FOR_GOOD = {
   [CLOSE_CANCELLED]: "This conference was cancelled.",
   4411: "This conference has ended.",
   4429: "This conference is full.",
+  4423: "This conference is locked: nobody else can join it now.",
+  4430: "You were removed from this conference.",
+  4431: "The host did not let you in.",
 };
 const ENDED_BY = {
   host: "The host ended the conference.",
@@ -37,7 +41,11 @@ class Lobby {
   #socket = null;
   // What the server last said.
   #you = null;
-  #options = { moderator: false, recording: false };
+  #options = { moderator: false, recording: false, locked: false, waiting_room: false };
+  // Guests waiting to be let in (told to hosts only), and whether this page waits.
+  #waiting = [];
+  #admitting = false;
+  #access = null;
   #started = false;
   #participants = new Map();
   #moderation = NO_MODERATION;
@@ -69,6 +77,8 @@ class Lobby {
       close: () => this.#socket.stop(),
     };
     this.#conference = new Conference(elements.conference, channel, () => preview.choices());
+    if (elements.guestAccess) this.#access = new GuestAccess(elements.guestAccess, channel.request);
+
   }
 
   connect(url, hello) {
@@ -94,6 +104,13 @@ class Lobby {
       case "options":
         this.#options = message.options;
         break;
+      case "waiting":
+        this.#waiting = message.guests;
+        break;
+      case "waiting_room":
+        this.#admitting = true;
+        this.#renderAdmission(message);
+        return;
       case "moderation":
         this.#moderation = moderationOf(message);
         break;
@@ -140,7 +157,10 @@ class Lobby {
     if (!consentFirst) this.#conference.join();
   }
 
-  #welcome({ you, event, options, moderation, started, participants }) {
+  #welcome({ you, event, options, moderation, started, participants, waiting }) {
+    this.#admitting = false;
+    this.#elements.admission.hidden = true;
+    this.#waiting = waiting ?? [];
     this.#you = you;
     this.#options = options;
     this.#moderation = moderation ?? NO_MODERATION;
@@ -212,6 +232,11 @@ class Lobby {
     );
   }
 
+  #remove(person) {
+    const question = `Remove ${person.name} from the conference? They cannot come back during this event.`;
+    if (window.confirm(question)) this.#request("remove", { participant: person.id }, () => {});
+  }
+
   #sendStart() {
     this.#startPending = true;
     this.#render();
@@ -234,8 +259,23 @@ class Lobby {
 
   // --- showing it ------------------------------------------------------------------
 
+  /** A guest waiting for a host to let them in: only that, and the time left. */
+  #renderAdmission({ event }) {
+    const { admission, waitingRoom, invited } = this.#elements;
+    admission.hidden = false;
+    waitingRoom.hidden = true;
+    invited.hidden = true;
+    this.#timeLeft.show(event);
+  }
+
   #render() {
     if (this.#you === null) return; // nothing to show before the server's welcome
+    this.#access?.render({
+      you: this.#you,
+      options: this.#options,
+      waiting: this.#waiting,
+      connected: this.#connected,
+    });
     const { waitingRoom, conference, recordingConsent } = this.#elements;
     waitingRoom.hidden = this.#started;
     conference.hidden = !this.#started || this.#awaitingConsent;
@@ -267,14 +307,16 @@ class Lobby {
     const here = everyone.filter((p) => p.active);
     const awaited = everyone.filter((p) => !p.active);
     elements.presence.hidden = false;
-    showPeople(elements.activePeople, here, this.#you, "Nobody yet.");
+    showPeople(elements.activePeople, here, this.#you, "Nobody yet.", (p) => this.#remove(p));
     showPeople(elements.inactivePeople, awaited, this.#you, "Everyone is here.");
   }
 
   #renderConference() {
     const elements = this.#elements;
     const present = this.#sortedParticipants().filter((p) => p.active);
-    showPeople(elements.conferencePeople, present, this.#you, "Nobody is here.");
+    showPeople(elements.conferencePeople, present, this.#you, "Nobody is here.", (p) =>
+      this.#remove(p),
+    );
     elements.moderatorState.textContent = `Moderator mode: ${onOff(this.#options.moderator)}`;
     elements.recordingState.textContent = `Recording: ${onOff(this.#options.recording)}`;
     this.#conference.render({
@@ -293,7 +335,8 @@ class Lobby {
   }
 }
 
-function showPeople(list, people, you, emptyText) {
+/** remove(person): offered to a host, for each person present who is not staff. */
+function showPeople(list, people, you, emptyText, remove = null) {
   if (people.length === 0) {
     const empty = document.createElement("li");
     empty.className = "muted";
@@ -301,15 +344,23 @@ function showPeople(list, people, you, emptyText) {
     list.replaceChildren(empty);
     return;
   }
-  list.replaceChildren(...people.map((person) => personItem(person, you)));
+  list.replaceChildren(...people.map((person) => personItem(person, you, remove)));
 }
 
-function personItem(person, you) {
+function personItem(person, you, remove) {
   const item = document.createElement("li");
   item.append(person.name);
   if (person.id === you.id) item.append(" ", tag("You"));
   const kindTag = KIND_TAGS[person.kind];
   if (kindTag) item.append(" ", tag(kindTag));
+  if (remove && you.host && person.kind !== "staff" && person.active) {
+    const control = document.createElement("button");
+    control.type = "button";
+    control.textContent = "Remove";
+    control.setAttribute("aria-label", `Remove ${person.name}`);
+    control.addEventListener("click", () => remove(person));
+    item.append(" ", control);
+  }
   return item;
 }
 
@@ -369,6 +420,8 @@ function main() {
     moderatorState: byId("moderator-state"),
     recordingState: byId("recording-state"),
     recordingConsent: byId("recording-consent"),
+    guestAccess: byId("guest-access"),
+    admission: byId("admission"),
     joinRecorded: byId("join-recorded"),
     recordingPaused: byId("recording-consent-paused"),
   };

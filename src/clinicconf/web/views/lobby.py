@@ -21,7 +21,7 @@ from ...conference import (
     CLOSE_FULL,
     Conference,
     Identity,
-    Options,
+    KeptOut,
     ParticipantKind,
     now_ms,
 )
@@ -59,6 +59,7 @@ class Session:
     # Known from the link for a personal link; a guest names themselves in hello.
     person: Identity | None
     public: bool
+    address: str | None
     connection: PageConnection | None = None
     last_id: int = 0
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=FLOOD_MESSAGES))
@@ -106,13 +107,49 @@ async def hello(session: Session, message: dict[str, Any]) -> None:
     connection = PageConnection(session.ws, identity)
     connection.start()
     session.connection = connection
-    await session.conference.join(connection)
+    try:
+        await session.conference.join(connection, session.address)
+    except KeptOut as exc:
+        await connection.close(exc.code, exc.reason)
 
 
 @handles("set_options", moderator=bool, recording=bool)
 async def set_options(session: Session, message: dict[str, Any]) -> None:
-    options = Options(moderator=message["moderator"], recording=message["recording"])
-    await session.conference.set_options(session.joined().identity, options)
+    await session.conference.set_options(
+        session.joined().identity, moderator=message["moderator"], recording=message["recording"]
+    )
+
+
+@handles("set_access", locked=bool, waiting_room=bool)
+async def set_access(session: Session, message: dict[str, Any]) -> None:
+    await session.conference.set_access(
+        session.joined().identity, locked=message["locked"], waiting_room=message["waiting_room"]
+    )
+
+
+@handles("let_in", guest=str)
+async def let_in(session: Session, message: dict[str, Any]) -> None:
+    await session.conference.let_in(session.joined().identity, message["guest"])
+
+
+@handles("let_in_all")
+async def let_in_all(session: Session, message: dict[str, Any]) -> None:
+    await session.conference.let_in(session.joined().identity, None)
+
+
+@handles("turn_away", guest=str)
+async def turn_away(session: Session, message: dict[str, Any]) -> None:
+    await session.conference.turn_away(session.joined().identity, message["guest"])
+
+
+@handles("turn_away_all")
+async def turn_away_all(session: Session, message: dict[str, Any]) -> None:
+    await session.conference.turn_away(session.joined().identity, None)
+
+
+@handles("remove", participant=str)
+async def remove(session: Session, message: dict[str, Any]) -> None:
+    await session.conference.remove(session.joined().identity, message["participant"])
 
 
 @handles("start")
@@ -247,7 +284,7 @@ async def _socket(request: web.Request, kind: Literal["personal", "public"]) -> 
     if conference.ended_by is not None:
         await ws.close(code=CLOSE_ENDED, message=b"ended")
         return ws
-    session = Session(ws, conference, person, public=kind == "public")
+    session = Session(ws, conference, person, public=kind == "public", address=request.remote)
     try:
         conference.attach(session)
     except Conflict:
