@@ -1,5 +1,5 @@
 """The command line: serve, migrate, create-staff, set-password, create-api-token,
-revoke-api-tokens."""
+revoke-api-tokens, check, backup."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import accounts, keys
+from . import accounts, keys, ops
 from .app import create_app
 from .config import ConfigError, Settings, load_settings
 from .db import Database
@@ -23,7 +23,7 @@ from .errors import ClinicConfError, NotFound
 from .links import JoinLinks
 from .scheduling import Scheduler, StaffInput
 from .security import hash_password, load_or_create_secret_key
-from .web.logging import RedactingAccessLogger
+from .web.logging import RedactingAccessLogger, redact_tokens_in_logs
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--email", required=True)
     revoke = commands.add_parser("revoke-api-tokens", help="withdraw a staff member's API tokens")
     revoke.add_argument("--email", required=True)
+    commands.add_parser(
+        "check", help="report configuration problems to fix before going live (exit code 1)"
+    )
+    backup = commands.add_parser(
+        "backup", help="copy the database, the secret key and an index of the recordings"
+    )
+    backup.add_argument("dir", type=Path, help="a new or empty directory to write them to")
     return parser
 
 
@@ -67,6 +74,7 @@ def main(argv: Sequence[str]) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    redact_tokens_in_logs()  # a request line aiohttp cannot parse is logged as it came
     if args.command == "serve":
         serve(settings)
         return 0
@@ -171,12 +179,22 @@ async def _revoke_api_tokens(settings: Settings, args: argparse.Namespace) -> in
     return 0
 
 
+async def _check(settings: Settings, args: argparse.Namespace) -> int:
+    return await ops.check(settings)
+
+
+async def _backup(settings: Settings, args: argparse.Namespace) -> int:
+    return ops.backup(settings, args.dir)
+
+
 _COMMANDS = {
     "migrate": _migrate,
     "create-staff": _create_staff,
     "set-password": _set_password,
     "create-api-token": _create_api_token,
     "revoke-api-tokens": _revoke_api_tokens,
+    "check": _check,
+    "backup": _backup,
 }
 
 

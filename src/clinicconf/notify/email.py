@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import ssl
-from typing import Final
+from typing import Any, Final
 
 import aiosmtplib
 
@@ -25,15 +25,9 @@ class SmtpTransport:
         try:
             await aiosmtplib.send(
                 message.message,
-                hostname=settings.smtp_host,
-                port=settings.smtp_port,
+                **connection_options(settings),
                 username=settings.smtp_username or None,
                 password=settings.smtp_password or None,
-                use_tls=settings.smtp_security == "tls",
-                # "none" means plain, even where the server offers STARTTLS.
-                start_tls=settings.smtp_security == "starttls",
-                # Trusted in addition to the system's authorities.
-                cert_bundle=settings.smtp_ca_file or None,
                 timeout=SMTP_TIMEOUT_SECONDS,
             )
         except aiosmtplib.SMTPException as exc:
@@ -43,6 +37,19 @@ class SmtpTransport:
                 f"SMTP server unreachable ({network_reason(exc)})", permanent=False
             ) from exc
         return "sent"
+
+
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """How this server reaches the clinic's SMTP server: the sender and `check` alike."""
+    return {
+        "hostname": settings.smtp_host,
+        "port": settings.smtp_port,
+        "use_tls": settings.smtp_security == "tls",
+        # "none" means plain, even where the server offers STARTTLS.
+        "start_tls": settings.smtp_security == "starttls",
+        # Trusted in addition to the system's authorities.
+        "cert_bundle": settings.smtp_ca_file or None,
+    }
 
 
 def smtp_failure(exc: aiosmtplib.SMTPException) -> DeliveryError:
