@@ -12,6 +12,8 @@ from .errors import ValidationError
 from .security import hash_password, new_token, token_hash, verify_password
 
 SESSION_LIFETIME: Final = timedelta(hours=12)
+# A session's use is written down at most this often, not on every request.
+ACTIVITY_RECORDED_EVERY: Final = timedelta(minutes=1)
 MIN_PASSWORD_LENGTH: Final = 10
 
 
@@ -72,31 +74,62 @@ async def start_session(db: Database, user: StaffUser) -> str:
     async with db.transaction() as tx:
         await tx.execute("DELETE FROM sessions WHERE expires_at <= ?", (to_db_time(now),))
         await tx.execute(
-            "INSERT INTO sessions (token_hash, staff_id, created_at, expires_at)"
-            " VALUES (?, ?, ?, ?)",
-            (token_hash(token), user.id, to_db_time(now), to_db_time(now + SESSION_LIFETIME)),
+            "INSERT INTO sessions (token_hash, staff_id, created_at, expires_at, last_seen_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (
+                token_hash(token),
+                user.id,
+                to_db_time(now),
+                to_db_time(now + SESSION_LIFETIME),
+                to_db_time(now),
+            ),
         )
         await audit.record(tx, user.actor, "signed_in")
     return token
 
 
-async def session_user(db: Database, token: str) -> StaffUser | None:
+class SessionIdle(Exception):
+    """The session was unused for the idle time, and has now been deleted."""
+
+
+async def session_user(db: Database, token: str, idle_limit: timedelta) -> StaffUser | None:
+    """The staff member a browser session belongs to, or None. Each use is activity
+    that keeps the session open; raises SessionIdle after `idle_limit` without any."""
     row = await db.fetchone(
-        "SELECT staff.*, sessions.expires_at FROM sessions"
-        " JOIN staff ON staff.id = sessions.staff_id WHERE sessions.token_hash = ?",
+        "SELECT staff.*, sessions.id AS session_id, sessions.expires_at, sessions.last_seen_at"
+        " FROM sessions JOIN staff ON staff.id = sessions.staff_id"
+        " WHERE sessions.token_hash = ?",
         (token_hash(token),),
     )
-    if row is None or from_db_time(row["expires_at"]) <= utc_now():
+    now = utc_now()
+    if row is None or from_db_time(row["expires_at"]) <= now:
         return None
-    return _user(row)
+    user = _user(row)
+    unused_for = now - from_db_time(row["last_seen_at"])
+    if unused_for >= idle_limit:
+        async with db.transaction() as tx:
+            # Two requests may find it idle at once: one deletes it and records that.
+            if await tx.fetchone(
+                "DELETE FROM sessions WHERE id = ? RETURNING id", (row["session_id"],)
+            ):
+                await audit.record(tx, user.actor, "signed_out", reason="idle")
+        raise SessionIdle
+    if unused_for >= ACTIVITY_RECORDED_EVERY:
+        await db.execute(
+            "UPDATE sessions SET last_seen_at = ? WHERE id = ?",
+            (to_db_time(now), row["session_id"]),
+        )
+    return user
 
 
 async def end_session(db: Database, token: str) -> None:
-    user = await session_user(db, token)
+    """Signing out: the session is deleted, so its cookie opens nothing any more."""
     async with db.transaction() as tx:
-        await tx.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash(token),))
-        if user is not None:
-            await audit.record(tx, user.actor, "signed_out")
+        row = await tx.fetchone(
+            "DELETE FROM sessions WHERE token_hash = ? RETURNING staff_id", (token_hash(token),)
+        )
+        if row is not None:
+            await audit.record(tx, audit.Actor("staff", row["staff_id"]), "signed_out")
 
 
 async def create_api_token(db: Database, staff_id: int) -> str:

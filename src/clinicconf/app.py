@@ -20,7 +20,7 @@ from .security import load_or_create_secret_key
 from .sfu import ice
 from .sfu.passthrough import verify_aiortc
 from .sfu.room import Room, Roster
-from .throttle import SignInThrottle
+from .throttle import GuessingThrottle
 from .web import middleware
 from .web.rendering import create_environment
 from .web.routes import add_routes
@@ -42,7 +42,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[keys.SETTINGS] = settings
     app[keys.TEMPLATES] = create_environment(settings.time_zone)
-    app[keys.SIGN_IN_THROTTLE] = SignInThrottle()
+    app[keys.GUESSING_THROTTLE] = GuessingThrottle()
     app.on_response_prepare.append(middleware.add_security_headers)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_services)

@@ -10,6 +10,7 @@ import tomllib
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -49,6 +50,10 @@ class Settings:
     # A person whose last page closes stays present this long, so that a reload or a
     # network drop that reconnects in time changes nothing for the others.
     presence_grace_seconds: int = 15
+    # Automatic logoff (HIPAA 164.312(a)(2)(iii)): a staff member's browser session ends
+    # after this many minutes without a request. Activity is recorded at most once a
+    # minute, so the session ends between N-1 and N minutes after the last request.
+    session_idle_minutes: int = 15
     # Region assumed for phone numbers typed without a country code.
     phone_region: str = "US"
     log_level: str = "INFO"
@@ -94,6 +99,10 @@ class Settings:
     @property
     def public_base_url(self) -> str:
         return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def session_idle(self) -> timedelta:
+        return timedelta(minutes=self.session_idle_minutes)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -142,6 +151,10 @@ class Settings:
             raise ConfigError("join_window_minutes: must be between 0 and 1440")
         if not 0 <= self.presence_grace_seconds <= 300:
             raise ConfigError("presence_grace_seconds: must be between 0 and 300")
+        # From 2: at 1, a minute's lag in recording activity could end an active session.
+        # Up to 720: the 12 hours every session ends after anyway.
+        if not 2 <= self.session_idle_minutes <= 720:
+            raise ConfigError("session_idle_minutes: must be between 2 and 720")
         if self.log_level.upper() not in logging.getLevelNamesMapping():
             raise ConfigError("log_level: must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         if self.phone_region not in phonenumbers.SUPPORTED_REGIONS:

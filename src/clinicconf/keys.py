@@ -14,7 +14,7 @@ from .db import Database
 from .notify.sender import OutboxSender
 from .recording.store import Recordings
 from .scheduling import Scheduler
-from .throttle import SignInThrottle
+from .throttle import GuessingThrottle
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 DATABASE: Final = web.AppKey("database", Database)
@@ -23,7 +23,7 @@ SCHEDULER: Final = web.AppKey("scheduler", Scheduler)
 OUTBOX_SENDER: Final = web.AppKey("outbox_sender", OutboxSender)
 TEMPLATES: Final = web.AppKey("templates", jinja2.Environment)
 CONFERENCES: Final = web.AppKey("conferences", Conferences)
-SIGN_IN_THROTTLE: Final = web.AppKey("sign_in_throttle", SignInThrottle)
+GUESSING_THROTTLE: Final = web.AppKey("guessing_throttle", GuessingThrottle)
 RECORDINGS: Final = web.AppKey("recordings", Recordings)
 
 # Per request, set by the middleware: the signed-in staff member (absent when nobody

@@ -1,10 +1,10 @@
-"""What every request passes through: security headers, who is asking, CSRF, and
-the mapping of domain errors to HTML pages or JSON."""
+"""What every request passes through: security headers, who is asking (and how often
+they have guessed wrong), CSRF, and the mapping of domain errors to HTML pages or JSON."""
 
 from __future__ import annotations
 
 import logging
-from typing import Final
+from typing import Final, Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -15,6 +15,7 @@ from ..accounts import StaffUser
 from ..errors import AuthenticationRequired, ClinicConfError, PermissionDenied
 from ..scheduling import Scheduler
 from ..security import new_token, tokens_equal
+from ..throttle import Credential, RecentFailures, TooManyAttempts, record_lockout
 from .rendering import render
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,15 @@ CSRF_FIELD: Final = "csrf_token"
 CSRF_HEADER: Final = "X-CSRF-Token"
 API_PREFIX: Final = "/api/"
 _UNSAFE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Set on a request whose session has just ended for want of activity.
+SIGNED_OUT_IDLE: Final = web.RequestKey("signed_out_idle", bool)
+# The routes a join link's token opens, pages and websockets (views/join.py, lobby.py).
+_LINK_ROUTES: Final[dict[str, Literal["personal", "public"]]] = {
+    "/j/{token}": "personal",
+    "/j/{token}/ws": "personal",
+    "/p/{token}": "public",
+    "/p/{token}/ws": "public",
+}
 
 _SECURITY_HEADERS: Final = {
     "Content-Security-Policy": (
@@ -61,8 +71,21 @@ def current_user(request: web.Request) -> StaffUser:
     """The signed-in staff member (or API token holder); raises when there is none."""
     user: StaffUser | None = request.get(keys.USER)
     if user is None:
-        raise AuthenticationRequired("Please sign in.")
+        raise AuthenticationRequired(
+            idle_sign_out_message(request) if request.get(SIGNED_OUT_IDLE) else "Please sign in."
+        )
     return user
+
+
+def idle_sign_out_message(request: web.Request) -> str:
+    minutes = request.app[keys.SETTINGS].session_idle_minutes
+    return f"You were signed out after {minutes} minutes without activity."
+
+
+def client_address(request: web.Request) -> str:
+    """Who failures are counted against: the connection's address (see throttle.py
+    for a reverse proxy)."""
+    return request.remote or ""
 
 
 def json_error(status: int, code: str, message: str, field: str | None = None) -> web.Response:
@@ -102,7 +125,24 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except AuthenticationRequired as exc:
         if wants_json(request):
             return json_error(exc.status, exc.code, exc.message, exc.field)
-        raise web.HTTPSeeOther(URL("/signin").with_query(next=request.path_qs)) from exc
+        query = {"next": request.path_qs}
+        if request.get(SIGNED_OUT_IDLE):
+            query["signed_out"] = "idle"  # the sign-in page says why
+        raise web.HTTPSeeOther(URL("/signin").with_query(query)) from exc
+    except TooManyAttempts as exc:
+        response = (
+            json_error(exc.status, exc.code, exc.message)
+            if wants_json(request)
+            else render(
+                request,
+                "error.html",
+                status=exc.status,
+                title="Too many attempts",
+                message=exc.message,
+            )
+        )
+        response.headers["Retry-After"] = str(exc.retry_after_seconds)
+        return response
     except ClinicConfError as exc:
         if wants_json(request):
             return json_error(exc.status, exc.code, exc.message, exc.field)
@@ -124,14 +164,62 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
         # The API takes bearer tokens only, never the browser's cookie: no CSRF there.
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and token:
-            user = await accounts.api_token_user(db, token.strip())
+            user = await _api_token_user(request, token.strip())
         if user is None and request.path != "/api/v1/openapi.json":
             raise AuthenticationRequired("A valid API token is required (Authorization: Bearer).")
     elif session_token := request.cookies.get(SESSION_COOKIE):
-        user = await accounts.session_user(db, session_token)
+        try:
+            user = await accounts.session_user(
+                db, session_token, request.app[keys.SETTINGS].session_idle
+            )
+        except accounts.SessionIdle:
+            request[SIGNED_OUT_IDLE] = True
+    if (link_kind := _link_route_kind(request)) is not None:
+        await _count_unknown_link(request, link_kind)
     if user is not None:
         request[keys.USER] = user
     return await handler(request)
+
+
+def _link_route_kind(request: web.Request) -> Literal["personal", "public"] | None:
+    resource = request.match_info.route.resource
+    return None if resource is None else _LINK_ROUTES.get(resource.canonical)
+
+
+def _refuse_while_locked_out(failures: RecentFailures, address: str, what: str) -> None:
+    if seconds := failures.seconds_to_wait(address):
+        raise TooManyAttempts(what, seconds)
+
+
+async def _count_failure(
+    request: web.Request, failures: RecentFailures, credential: Credential, address: str
+) -> None:
+    if failures.failed(address):
+        await record_lockout(request.app[keys.DATABASE], credential, "address", address)
+
+
+async def _api_token_user(request: web.Request, token: str) -> StaffUser | None:
+    failures = request.app[keys.GUESSING_THROTTLE].api_tokens
+    address = client_address(request)
+    _refuse_while_locked_out(failures, address, "Too many wrong API tokens from this address.")
+    user = await accounts.api_token_user(request.app[keys.DATABASE], token)
+    if user is None:
+        await _count_failure(request, failures, "api_token", address)
+    return user
+
+
+async def _count_unknown_link(request: web.Request, kind: Literal["personal", "public"]) -> None:
+    """Before a join link's page or socket: refused alike for every token while the
+    address is locked out; an unknown token counts against it. The views look the
+    token up again themselves (open_join_link takes the application, not the request)."""
+    failures = request.app[keys.GUESSING_THROTTLE].join_links
+    address = client_address(request)
+    _refuse_while_locked_out(failures, address, "Too many attempts from your network.")
+    link = await scheduler_of(request).links.resolve(
+        request.app[keys.DATABASE], request.match_info["token"], kind
+    )
+    if link is None:
+        await _count_failure(request, failures, "join_link", address)
 
 
 @web.middleware

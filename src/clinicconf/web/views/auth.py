@@ -11,8 +11,9 @@ from ...accounts import StaffUser
 from ...errors import ValidationError
 from ...scheduling import StaffInput
 from ...security import hash_password
+from ...throttle import in_minutes, record_lockout
 from ..forms import FormData, FormErrors, field_errors, kept_input, read_form
-from ..middleware import SESSION_COOKIE, set_session_cookie
+from ..middleware import SESSION_COOKIE, client_address, idle_sign_out_message, set_session_cookie
 from ..rendering import render
 
 routes = web.RouteTableDef()
@@ -50,22 +51,28 @@ def _sign_in_form(
 async def sign_in_page(request: web.Request) -> web.Response:
     if request.get(keys.USER) is not None:
         raise web.HTTPSeeOther("/")
-    return _sign_in_form(request, "", safe_next(request.query.get("next")))
+    # Automatic logoff sends the person here; they should know why.
+    notice = idle_sign_out_message(request) if request.query.get("signed_out") == "idle" else None
+    return _sign_in_form(request, "", safe_next(request.query.get("next")), notice)
 
 
 @routes.post("/signin")
 async def sign_in(request: web.Request) -> web.Response:
     form = await read_form(request)
     next_path = safe_next(form.get("next"))
-    email, address = form.get("email", ""), request.remote or ""
-    throttle = request.app[keys.SIGN_IN_THROTTLE]
-    if minutes := throttle.minutes_to_wait(email, address):
-        message = f"Too many failed sign-ins. Please wait {minutes} minutes and try again."
+    email, address = form.get("email", ""), client_address(request)
+    throttle = request.app[keys.GUESSING_THROTTLE]
+    if seconds := throttle.seconds_to_wait(email, address):
+        message = f"Too many failed sign-ins. Please wait {in_minutes(seconds)} and try again."
         return _sign_in_form(request, email, next_path, message, 429)
     db = request.app[keys.DATABASE]
     user = await accounts.authenticate(db, email, form.get("password", ""))
     if user is None:
-        throttle.failed(email, address)
+        for locked_by in throttle.failed(email, address):
+            staff_id = (
+                await accounts.staff_id_for_email(db, email) if locked_by == "account" else None
+            )
+            await record_lockout(db, "password", locked_by, address, staff_id)
         return _sign_in_form(request, email, next_path, SIGN_IN_FAILED, 400)
     throttle.succeeded(email)
     token = await accounts.start_session(db, user)

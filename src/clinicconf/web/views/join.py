@@ -4,7 +4,8 @@ Conference's shared link).
 The token is the only credential, so it is never logged (web/logging.py redacts
 these paths) nor sent to other sites (Referrer-Policy: no-referrer), and a page
 shows a visitor only what their link entitles them to: a patient never sees
-another patient's name.
+another patient's name. A token that opens nothing gets one page whatever the
+reason, and counts against the visitor's address (web/middleware.py).
 """
 
 from __future__ import annotations
