@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import time
 from collections.abc import Callable, Collection
@@ -17,6 +18,7 @@ from datetime import datetime
 from typing import Any, Final, Literal, Protocol
 
 from . import audit
+from .conference_state import ConferenceStates, SavedPerson, person_key
 from .db import Database, utc_now
 from .errors import Conflict, PermissionDenied, Refused
 from .recording.jobs import Composer
@@ -25,6 +27,8 @@ from .recording.store import Attendee
 from .scheduling import Event
 from .sfu.room import RoomFactory
 from .sfu.router import Member, Permission
+
+log = logging.getLogger(__name__)
 
 ParticipantKind = Literal["staff", "patient", "guest"]
 PUBLIC_PATIENT_NAME: Final = "Patient"
@@ -163,9 +167,11 @@ class Conference:
         grace_seconds: float,
         rooms: RoomFactory,
         composer: Composer,
+        states: ConferenceStates,
         quiet: Callable[[Conference], None] = lambda conference: None,
     ) -> None:
         self._db = db
+        self._states = states
         self._grace_seconds = grace_seconds
         # Told when the last page has gone and nobody is about to come back.
         self._on_quiet = quiet
@@ -184,12 +190,19 @@ class Conference:
         self._recording = ConferenceRecording(composer, self.room, self._recording_stopped)
         # Keeping people out, for the conference's life: guests waiting to be let in,
         # those let in once (they come back without waiting), and those removed or
-        # turned away, by identity key, with the code their page is closed with.
+        # turned away, with the code their page is closed with; by stored person key.
         self._knocks: dict[str, Knock] = {}
         self._let_in: set[str] = set()
         self._barred: dict[str, int] = {}
         self._barred_addresses: set[str] = set()
+        # What a restarted server takes up again (conference_state.py): read before
+        # any page joins, written as it changes, in order, by one task at a time.
+        self._saved_people: dict[str, SavedPerson] = {}
+        self._unsaved_state = False
+        self._unsaved_people: set[str] = set()
+        self._saver: asyncio.Task[None] | None = None
         self.invite(event)
+        self._restoring = asyncio.create_task(self._restore(), name="conference-restore")
 
     # --- open pages --------------------------------------------------------------------
 
@@ -238,21 +251,92 @@ class Conference:
                 del self._participants[key]
                 self.room.remove(participant.public_id)
 
+    # --- across a restart --------------------------------------------------------------
+
+    async def _restore(self) -> None:
+        """Take up what this conference was when the server last ran."""
+        saved = await self._states.load(self.event.id)
+        self._saved_people = saved.people
+        for key, person in saved.people.items():
+            if person.barred is not None:
+                self._barred[key] = person.barred
+            if person.let_in:
+                self._let_in.add(key)
+        for participant in self._participants.values():
+            self._take_up_saved(participant)
+        if saved.options:
+            self.options = Options(**saved.options)
+        self.started_at, self.ended_by = saved.started_at, saved.ended_by
+        if self.started_at is not None and self.ended_by is None:
+            self._schedule_end()
+            await self._follow_recording()
+
+    def _take_up_saved(self, participant: Participant) -> None:
+        saved = self._saved_people.get(person_key(participant.identity.key))
+        if saved is not None:
+            participant.public_id = saved.public_id
+            participant.permission = Permission(saved.permission)
+            participant.shown = saved.shown
+
+    def _save_state(self) -> None:
+        """Write the conference's own state (started, ended, options), soon."""
+        self._unsaved_state = True
+        self._save_soon()
+
+    def _save_person(self, identity_key: str) -> None:
+        """Write what is known of this person now, soon."""
+        key = person_key(identity_key)
+        participant = self._participants.get(identity_key)
+        saved = self._saved_people.get(key)
+        if participant is not None:
+            saved = SavedPerson(
+                participant.public_id, participant.permission.value, participant.shown
+            )
+        elif saved is None:
+            saved = SavedPerson("", Permission.NONE.value, shown=False)  # never got in
+        saved.barred, saved.let_in = self._barred.get(key), key in self._let_in
+        self._saved_people[key] = saved
+        self._unsaved_people.add(key)
+        self._save_soon()
+
+    def _save_soon(self) -> None:
+        if self._saver is None or self._saver.done():
+            self._saver = asyncio.create_task(self._save(), name="conference-save")
+
+    async def _save(self) -> None:
+        while self._unsaved_state or self._unsaved_people:
+            try:
+                if self._unsaved_state:
+                    self._unsaved_state = False
+                    await self._states.save_conference(
+                        self.event.id, self.started_at, self.ended_by, vars(self.options)
+                    )
+                while self._unsaved_people:
+                    key = self._unsaved_people.pop()
+                    await self._states.save_person(self.event.id, key, self._saved_people[key])
+            except Exception:
+                # The conference goes on; what could not be written is lost at a restart.
+                log.exception("the conference's state could not be saved")
+                return
+
     # --- connections -------------------------------------------------------------------
 
     async def join(self, connection: Subscriber, address: str | None = None) -> None:
         """Add a page and send it its `welcome` snapshot, before anything else; a new
         public guest may first wait for a host to let them in. Raises KeptOut for a
         page that may not join."""
+        await asyncio.shield(self._restoring)
+        if self.ended_by is not None:
+            raise KeptOut(CLOSE_ENDED, "ended")
         identity = connection.identity
-        barred = self._barred.get(identity.key)
+        barred = self._barred.get(person_key(identity.key))
         if barred is not None:
             raise KeptOut(barred, "kept out")
         if identity.kind == "guest" and identity.key not in self._participants:
             if self.options.locked:
                 raise KeptOut(CLOSE_LOCKED, "locked")
             must_wait = self.options.waiting_room or address in self._barred_addresses
-            if must_wait and identity.key not in self._let_in:
+            if must_wait and person_key(identity.key) not in self._let_in:
                 await self._knock(Knock(_new_id(), connection, address))
                 return
         await self._enter(connection, address)
@@ -263,7 +347,9 @@ class Conference:
         if participant is None:
             # A guest, or a staff member with a link of their own.
             participant = _participant(identity, invited=False)
+            self._take_up_saved(participant)
             self._participants[identity.key] = participant
+        self._save_person(identity.key)  # its id, from now on the same after a restart
         was_active = participant.active
         _cancel(participant.grace)
         participant.grace = None
@@ -326,6 +412,7 @@ class Conference:
         if options.recording and not self.room.can_record:
             raise Refused("cannot_record", CANNOT_RECORD)
         self.options = options
+        self._save_state()
         await self._record(identity.actor, "options_changed", **vars(options))
         if self.started_at is not None:
             # Paused before anyone's indicator says so.
@@ -343,6 +430,7 @@ class Conference:
         if options == self.options:
             return
         self.options = options
+        self._save_state()
         await self._record(
             identity.actor, "access_changed", locked=locked, waiting_room=waiting_room
         )
@@ -355,7 +443,7 @@ class Conference:
         self._require_host(identity)
         for knock in self._knocks_named(knock_id):
             del self._knocks[knock.id]
-            self._let_in.add(knock.connection.identity.key)
+            self._let_in.add(person_key(knock.connection.identity.key))
             await self._record(identity.actor, "guest_let_in", name=knock.connection.identity.name)
             await self._enter(knock.connection, knock.address)
         self._tell_hosts_who_waits()
@@ -367,7 +455,8 @@ class Conference:
         knocks = self._knocks_named(knock_id)
         for knock in knocks:
             del self._knocks[knock.id]
-            self._barred[knock.connection.identity.key] = CLOSE_TURNED_AWAY
+            self._barred[person_key(knock.connection.identity.key)] = CLOSE_TURNED_AWAY
+            self._save_person(knock.connection.identity.key)
             await self._record(
                 identity.actor, "guest_turned_away", name=knock.connection.identity.name
             )
@@ -384,8 +473,8 @@ class Conference:
         participant = self._by_public_id(participant_id)
         if participant.identity.is_host:
             raise Refused("cannot_remove_host", "A staff member of the event cannot be removed.")
-        key = participant.identity.key
-        self._barred[key] = CLOSE_REMOVED
+        self._barred[person_key(participant.identity.key)] = CLOSE_REMOVED
+        self._save_person(participant.identity.key)
         if participant.identity.kind == "guest" and participant.address is not None:
             self._barred_addresses.add(participant.address)
         await self._record(identity.actor, "participant_removed", participant=participant_id)
@@ -431,6 +520,7 @@ class Conference:
         if self.started_at is not None:
             raise Refused("already_started", "The conference has started already.")
         self.started_at = utc_now()
+        self._save_state()
         await self._record(identity.actor, "conference_started", **vars(self.options))
         self._send_all({"type": "started", "started_at": epoch_ms(self.started_at)})
         self._broadcast_moderation()
@@ -443,6 +533,7 @@ class Conference:
         if participant.shown == shown:
             return
         participant.shown = shown
+        self._save_person(participant.identity.key)
         await self._record(identity.actor, "shown_changed", participant=participant_id, shown=shown)
         self._moderation_changed()
 
@@ -457,6 +548,7 @@ class Conference:
         if participant.permission is permission:
             return
         participant.permission = permission
+        self._save_person(participant.identity.key)
         await self._record(
             identity.actor, "permission_changed", participant=participant_id, permission=value
         )
@@ -488,6 +580,7 @@ class Conference:
         if self.ended_by is not None:
             return
         self.ended_by = by
+        self._save_state()
         await self.shut()
         await self.close_pages(CLOSE_ENDED, "ended", {"type": "ended", "by": by})
 
@@ -502,6 +595,7 @@ class Conference:
         """The recording could not go on: the indicator goes off, and the hosts learn
         why (and may start a new one)."""
         self.options = replace(self.options, recording=False)
+        self._save_state()
         self._send_all({"type": "options", "options": vars(self.options)})
         for connection in self.connections:
             if connection.identity.is_host:
@@ -663,6 +757,11 @@ class Conference:
             if grace is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await grace
+        # Whatever was not written yet is, before the server goes.
+        for task in (self._restoring, self._saver):
+            if task is not None:
+                with contextlib.suppress(Exception):
+                    await task
 
 
 def _as_seen_by(viewer: Identity, participant: Participant) -> dict[str, Any] | None:
@@ -704,6 +803,7 @@ class Conferences:
         self._grace_seconds = grace_seconds
         self._rooms = rooms
         self._composer = composer
+        self._states = ConferenceStates(db)
         self._conferences: dict[int, Conference] = {}
 
     def open(self, event: Event) -> Conference:
@@ -713,7 +813,13 @@ class Conferences:
         conference = self._conferences.get(event.id)
         if conference is None:
             conference = Conference(
-                event, self._db, self._grace_seconds, self._rooms, self._composer, self._forget
+                event,
+                self._db,
+                self._grace_seconds,
+                self._rooms,
+                self._composer,
+                self._states,
+                self._forget,
             )
             self._conferences[event.id] = conference
         else:

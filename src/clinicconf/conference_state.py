@@ -1,0 +1,106 @@
+"""What a conference remembers across a server restart (migrations/0004): whether it
+started or ended, the host's options, and for each person their participant id, what
+the moderator allows them and shows of them, and whether they are kept out. Written
+as it changes; read when the conference is opened again."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from .db import Database, from_db_time, to_db_time
+
+EndedBy = Literal["host", "time"]
+
+
+@dataclass
+class SavedPerson:
+    public_id: str
+    permission: str
+    shown: bool
+    barred: int | None = None
+    let_in: bool = False
+
+
+@dataclass
+class SavedConference:
+    started_at: datetime | None = None
+    ended_by: EndedBy | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    people: dict[str, SavedPerson] = field(default_factory=dict)
+
+
+def person_key(identity_key: str) -> str:
+    """How a person is stored: a guest's browser key is as good as a password for their
+    presence, so only its hash is kept."""
+    kind, _, rest = identity_key.partition(":")
+    if kind == "guest":
+        return "guest:" + hashlib.sha256(rest.encode()).hexdigest()
+    return identity_key
+
+
+class ConferenceStates:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def load(self, event_id: int) -> SavedConference:
+        saved = SavedConference()
+        row = await self._db.fetchone(
+            "SELECT * FROM conference_state WHERE event_id = ?", (event_id,)
+        )
+        if row is not None:
+            saved.started_at = from_db_time(row["started_at"]) if row["started_at"] else None
+            saved.ended_by = row["ended_by"]
+            saved.options = json.loads(row["options"])
+        for person in await self._db.fetchall(
+            "SELECT * FROM conference_people WHERE event_id = ?", (event_id,)
+        ):
+            saved.people[person["person_key"]] = SavedPerson(
+                person["public_id"],
+                person["permission"],
+                bool(person["shown"]),
+                person["barred"],
+                bool(person["let_in"]),
+            )
+        return saved
+
+    async def save_conference(
+        self,
+        event_id: int,
+        started_at: datetime | None,
+        ended_by: EndedBy | None,
+        options: dict[str, Any],
+    ) -> None:
+        await self._db.execute(
+            "INSERT INTO conference_state (event_id, started_at, ended_by, options)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO UPDATE SET"
+            " started_at = excluded.started_at, ended_by = excluded.ended_by,"
+            " options = excluded.options",
+            (
+                event_id,
+                None if started_at is None else to_db_time(started_at),
+                ended_by,
+                json.dumps(options),
+            ),
+        )
+
+    async def save_person(self, event_id: int, key: str, person: SavedPerson) -> None:
+        await self._db.execute(
+            "INSERT INTO conference_people"
+            " (event_id, person_key, public_id, permission, shown, barred, let_in)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id, person_key) DO UPDATE SET"
+            " public_id = excluded.public_id, permission = excluded.permission,"
+            " shown = excluded.shown, barred = excluded.barred, let_in = excluded.let_in",
+            (
+                event_id,
+                key,
+                person.public_id,
+                person.permission,
+                person.shown,
+                person.barred,
+                person.let_in,
+            ),
+        )

@@ -1,0 +1,80 @@
+"""A server killed outright (SIGKILL) in the middle of a moderated conference, and
+started again: the pages reconnect, and everyone is back in the conference within
+seconds, with the same roles, the moderator's choices and who is kept out."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import aiohttp
+
+from clinicconf.bench.server import bench_settings, running_server, schedule_conference
+from clinicconf.conference import CLOSE_REMOVED
+from clinicconf.sfu import ice
+
+from .media_peers import MediaParticipant
+from .servers import wait_until
+from .test_conference_media import enter, introduce
+
+
+async def test_a_conference_is_taken_up_again_after_the_server_is_killed(
+    tmp_path: Path,
+) -> None:
+    settings = bench_settings(tmp_path / "data")
+    ice.install(settings)  # the participants' aiortc, on loopback as the server's
+    host_url, public_url = await schedule_conference(settings)
+    gail_key, bert_key = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
+    async with aiohttp.ClientSession() as http:
+
+        async def arrive(url: str, shade: int, **hello: str) -> MediaParticipant:
+            participant = MediaParticipant(await http.ws_connect(url), shade)
+            await participant.hello(**hello)
+            return participant
+
+        async with running_server(settings, tmp_path / "first.log") as server:
+            host = await arrive(host_url, 60)
+            gail = await arrive(public_url, 180, client_key=gail_key, display_name="Gail Guest")
+            bert = await arrive(public_url, 120, client_key=bert_key, display_name="Bert")
+            assert (await host.request("set_options", moderator=True, recording=False))[
+                "type"
+            ] == "result"
+            assert (await host.request("start"))["type"] == "result"
+            # Gail may use her microphone only; Bert is removed.
+            assert (await host.request("set_permission", participant=gail.id, permission="audio"))[
+                "type"
+            ] == "result"
+            assert (await host.request("remove", participant=bert.id))["type"] == "result"
+            before = {"host": host.id, "gail": gail.id}
+            server.kill()
+            await server.wait()
+            for participant in (host, gail, bert):
+                await participant.close()
+
+        async with running_server(settings, tmp_path / "second.log"):
+            # The pages reconnect, as the browser's do.
+            host = await arrive(host_url, 60)
+            gail = await arrive(public_url, 180, client_key=gail_key, display_name="Gail Guest")
+            assert {"host": host.id, "gail": gail.id} == before
+            welcome = gail.welcome
+            assert welcome["started"] is True and welcome["options"]["moderator"] is True
+            assert welcome["moderation"]["permissions"] == {gail.id: "audio"}
+            # Bert stays out.
+            bert = MediaParticipant(await http.ws_connect(public_url), 120)
+            await bert.send("hello", client_key=bert_key, display_name="Bert")
+            closing = await bert.ws.receive()
+            assert closing.data == CLOSE_REMOVED
+            await bert.close()
+
+            introduce([host, gail])
+            for participant in (host, gail):
+                await enter(participant)
+
+            async def back_as_before() -> bool:
+                return await host.receiving(0.5) == {(gail.id, "audio")} and (
+                    await gail.receiving(0.5) == {(host.id, "audio"), (host.id, "video")}
+                )
+
+            await wait_until(back_as_before)
+            for participant in (host, gail):
+                await participant.close()
