@@ -16,7 +16,7 @@ from aiohttp import web
 
 from clinicconf import audit, keys
 from clinicconf.conference import CANNOT_RECORD
-from clinicconf.recording.files import COMPOSED
+from clinicconf.recording.files import COMPOSED, track_path
 from clinicconf.recording.store import Recording
 
 from .lobby_helpers import Lobby
@@ -255,3 +255,34 @@ async def test_hosts_toggling_recording_while_it_starts_leave_one_recording_comp
     # One recording, composed: none left being written that no indicator shows.
     recording = await ready_recording(app, lobby.event_id)
     assert recording.state == "ready"
+
+
+async def test_a_full_disk_stops_the_recording_and_the_conference_goes_on(
+    lobby: Lobby, join: Join, app: web.Application
+) -> None:
+    host = await join(lobby.host_path, 50)
+    patient = await join(lobby.pat_path, 120)
+    introduce([host, patient])
+    assert (await host.request("set_options", moderator=False, recording=True))["type"] == "result"
+    assert (await host.request("start"))["type"] == "result"
+    # The host's picture is to be written where every write fails: no space left.
+    store = app[keys.RECORDINGS]
+    (recording,) = await store.for_event(lobby.event_id)
+    full = track_path(store.directory(recording.id), host.id, "video")
+    full.parent.mkdir(parents=True, exist_ok=True)
+    full.symlink_to("/dev/full")
+    for participant in (host, patient):
+        await enter(participant)
+
+    # The host is told why; everyone's indicator goes off; the conference goes on.
+    assert "No space left on device" in (await host.expect("recording_failed"))["message"]
+    await indicator(patient, on=False)
+
+    async def still_in_conference() -> bool:
+        return (host.id, "video") in await patient.receiving(0.5)
+
+    await wait_until(still_in_conference)
+    # What was written before is kept, marked as stopped early, and composed.
+    recording = await ready_recording(app, lobby.event_id)
+    assert recording.interrupted
+    assert recording.interruption is not None and "No space" in recording.interruption

@@ -125,7 +125,9 @@ class TrackRecorder(PacketSink):
     def failed(self, exc: Exception) -> None:
         """Writing raised (the disk is full, say): the recording cannot go on."""
         self.connect(None)
-        self._failed(f"A track could not be written ({type(exc).__name__}: {exc}).")
+        # The system's words (e.g. "No space left on device"), never a path.
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        self._failed(f"The recording could not be saved on the server ({why}).")
 
     @property
     def path(self) -> Path:
@@ -194,7 +196,7 @@ class Recorder:
         try:
             self._timeline.append(entry)
         except OSError as exc:
-            self._break(f"The timeline could not be written ({exc}).")
+            self._break(f"The recording could not be saved on the server ({exc.strerror}).")
 
     async def _sync_regularly(self) -> None:
         while True:
@@ -203,7 +205,7 @@ class Recorder:
             try:
                 await asyncio.to_thread(_sync_to_disk, paths)
             except OSError as exc:
-                self._break(f"The recording could not be saved to the disk ({exc}).")
+                self._break(f"The recording could not be saved on the server ({exc.strerror}).")
 
     def close(self) -> None:
         """The end: every file is closed, and the timeline says it ended cleanly."""
