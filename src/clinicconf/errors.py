@@ -56,3 +56,15 @@ class Refused(Conflict):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class ServerBusy(ClinicConfError):
+    """The database is held by someone else (another process, a backup) for longer
+    than the server waits: nothing was changed, and the request may be sent again."""
+
+    status = 503
+    code = "busy"
+    retry_after_seconds = 5
+
+    def __init__(self) -> None:
+        super().__init__("The server is busy. Please try again in a few seconds.")

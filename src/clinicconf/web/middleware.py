@@ -4,6 +4,7 @@ they have guessed wrong), CSRF, and the mapping of domain errors to HTML pages o
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Final, Literal
 
 from aiohttp import web
@@ -12,7 +13,7 @@ from yarl import URL
 
 from .. import accounts, keys
 from ..accounts import StaffUser
-from ..errors import AuthenticationRequired, ClinicConfError, PermissionDenied
+from ..errors import AuthenticationRequired, ClinicConfError, PermissionDenied, ServerBusy
 from ..scheduling import Scheduler
 from ..security import new_token, tokens_equal
 from ..throttle import Credential, RecentFailures, TooManyAttempts, record_lockout
@@ -130,19 +131,12 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             query["signed_out"] = "idle"  # the sign-in page says why
         raise web.HTTPSeeOther(URL("/signin").with_query(query)) from exc
     except TooManyAttempts as exc:
-        response = (
-            json_error(exc.status, exc.code, exc.message)
-            if wants_json(request)
-            else render(
-                request,
-                "error.html",
-                status=exc.status,
-                title="Too many attempts",
-                message=exc.message,
-            )
-        )
-        response.headers["Retry-After"] = str(exc.retry_after_seconds)
-        return response
+        return _try_later(request, exc, exc.retry_after_seconds, "Too many attempts")
+    except sqlite3.OperationalError as exc:
+        if not database_busy(exc):
+            raise
+        busy = ServerBusy()
+        return _try_later(request, busy, busy.retry_after_seconds, "The server is busy")
     except ClinicConfError as exc:
         if wants_json(request):
             return json_error(exc.status, exc.code, exc.message, exc.field)
@@ -154,6 +148,23 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             code = exc.reason.lower().replace(" ", "_")
             return json_error(exc.status, code, exc.reason)
         return render(request, "error.html", status=exc.status, message=exc.reason)
+
+
+def database_busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLite's answer when another connection holds the database past the busy timeout."""
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _try_later(
+    request: web.Request, exc: ClinicConfError, seconds: int, title: str
+) -> web.Response:
+    response = (
+        json_error(exc.status, exc.code, exc.message)
+        if wants_json(request)
+        else render(request, "error.html", status=exc.status, title=title, message=exc.message)
+    )
+    response.headers["Retry-After"] = str(seconds)
+    return response
 
 
 @web.middleware

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -25,7 +26,8 @@ from ...conference import (
     ParticipantKind,
     now_ms,
 )
-from ...errors import Conflict, PermissionDenied, Refused
+from ...errors import Conflict, PermissionDenied, Refused, ServerBusy
+from ..middleware import database_busy
 from ..socket import PROTOCOL_VERSION, PageConnection
 from .join import MAX_DISPLAY_NAME, open_join_link
 
@@ -247,6 +249,10 @@ async def _answer(session: Session, text: str) -> bool:
         await _reply(session, _error(message_id, "not_host", exc.message))
     except Refused as exc:
         await _reply(session, _error(message_id, exc.reason, exc.message))
+    except sqlite3.OperationalError as exc:
+        if not database_busy(exc):
+            raise
+        await _reply(session, _error(message_id, ServerBusy.code, ServerBusy().message))
     else:
         await _reply(session, {"type": "result", "id": message_id, "server_time": now_ms()})
     return True

@@ -1,0 +1,64 @@
+"""Faults the server meets in a clinic, with the real components: the database held
+by another process (a backup tool, a second server started by mistake)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from clinicconf import keys
+
+from .conftest import Account
+
+Client = TestClient[web.Request, web.Application]
+# Another process takes the database's write lock, says so, and keeps it a while.
+HOLD_THE_DATABASE = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("holding", flush=True)
+time.sleep(float(sys.argv[2]))
+db.execute("COMMIT")
+"""
+
+
+async def hold_database(path: Path, seconds: float) -> asyncio.subprocess.Process:
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLD_THE_DATABASE, str(path), str(seconds),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert holder.stdout is not None
+    assert await holder.stdout.readline() == b"holding\n"
+    return holder
+
+
+async def add_patient(client: Client, staff: Account, number: str) -> tuple[int, Any, str | None]:
+    """The API's answer to adding a patient: status, body, Retry-After."""
+    body = {"name": f"Patient {number}", "record_number": number}
+    async with client.post("/api/v1/patients", json=body, headers=staff.auth) as resp:
+        return resp.status, await resp.json(), resp.headers.get("Retry-After")
+
+
+async def test_a_database_held_by_another_process_is_waited_for_then_reported_busy(
+    client: Client, app: web.Application, staff: Account
+) -> None:
+    path = app[keys.SETTINGS].database_path
+    # Held briefly: the request waits for it, and succeeds.
+    holder = await hold_database(path, 1.0)
+    assert (await add_patient(client, staff, "R-1"))[0] == 201
+    await holder.wait()
+
+    # Held longer than the server waits: a clear answer to try again, nothing saved.
+    holder = await hold_database(path, 8.0)
+    status, body, retry_after = await add_patient(client, staff, "R-2")
+    assert (status, body["error"]["code"], retry_after) == (503, "busy", "5")
+    await holder.wait()
+    assert (await add_patient(client, staff, "R-2"))[0] == 201
+    async with client.get("/api/v1/patients", headers=staff.auth) as resp:
+        listed = await resp.json()
+    assert [p["record_number"] for p in listed].count("R-2") == 1
