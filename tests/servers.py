@@ -185,6 +185,9 @@ class VonageStandIn:
     api_secret: str = "vonage-secret"
     # "0" accepts the message; another status refuses it, as Vonage does.
     reply_status: str = "0"
+    # Vonage in trouble: an HTTP error instead of an answer, or an answer this late.
+    http_error: int | None = None
+    delay_seconds: float = 0.0
     requests: list[SmsRequest] = field(default_factory=list)
     port: int = 0
 
@@ -193,12 +196,17 @@ class VonageStandIn:
         return f"{HOST}:{self.port}"
 
     async def handle_sms(self, request: web.Request) -> web.Response:
+        if self.http_error is not None:
+            return self._answer(
+                {"type": "server-error", "title": "Internal Error"}, self.http_error
+            )
         scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
         key, _, secret = base64.b64decode(encoded).decode().partition(":")
         if scheme != "Basic" or (key, secret) != (self.api_key, self.api_secret):
             return self._answer({"type": "unauthorized", "title": "Unauthorized"}, 401)
         form = {name: str(value) for name, value in (await request.post()).items()}
         self.requests.append(SmsRequest(form, key, secret))
+        await asyncio.sleep(self.delay_seconds)  # taken in, and answered late
         if self.reply_status == "0":
             part = {
                 "to": form["to"],

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from clinicconf.config import Settings
 from clinicconf.db import Row, from_db_time, utc_now
+from clinicconf.notify import sms
 
 from .conftest import AiohttpClient
 from .consultation import (
@@ -146,3 +147,33 @@ async def test_credentials_vonage_refuses_are_retried(
     assert row["status"] == "pending"
     assert row["last_error"] == "Vonage answered HTTP 401"
     assert vonage.requests == []
+
+
+async def test_vonage_errors_and_timeouts_are_retried_until_it_answers(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    vonage: VonageStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Vonage is waited for a second here (30 in service), so that the test is short.
+    monkeypatch.setattr(sms, "VONAGE_TIMEOUT_SECONDS", 1)
+    vonage.http_error = 500
+    app = await open_clinic(aiohttp_client, with_vonage(settings, vonage))
+    consultation = await schedule_consultation(app)
+
+    await text_pat_her_link(consultation)
+    row = await wait_for_sms_row(app, lambda row: row["attempts"] == 1)
+    assert (row["status"], row["last_error"]) == ("pending", "Vonage answered HTTP 500")
+
+    vonage.http_error, vonage.delay_seconds = None, 3.0
+    await make_retries_due(app)
+    row = await wait_for_sms_row(app, lambda row: row["attempts"] == 2)
+    assert (row["status"], row["last_error"]) == ("pending", "Vonage did not answer in time")
+
+    vonage.delay_seconds = 0.0
+    await make_retries_due(app)
+    row = await wait_for_sms_row(app, lambda row: row["status"] != "pending")
+    assert (row["status"], row["attempts"]) == ("sent", 3)
+    # Vonage saw the message twice (the late answer it may have acted on, and the one
+    # that was answered): a timeout can send a text twice, never lose it.
+    assert len(vonage.requests) == 2
