@@ -198,7 +198,9 @@ async def leave(session: Session, message: dict[str, Any]) -> None:
 
 @handles("ping")
 async def ping(session: Session, message: dict[str, Any]) -> None:
-    """Only the result, which carries the server's clock."""
+    """Only the result, which carries the server's clock (once the page has said hello,
+    as for everything else)."""
+    session.joined()
 
 
 def _parse(text: str, session: Session) -> tuple[int, dict[str, Any]]:
