@@ -193,6 +193,10 @@ class Peer:
             allowed = _SENDING if media.rtp.muxId in publish_mids else _RECEIVING
             if media.direction not in allowed:
                 raise BadAnswer(f"The answer's m-line {media.rtp.muxId} is {media.direction}.")
+        # aiortc bundles everything onto the group's first mid: it must be one offered.
+        mids = {mid for _, mid in offered}
+        if any(not set(group.items) <= mids for group in answer.group):
+            raise BadAnswer("The answer's BUNDLE group names m-lines the offer has not.")
         if not any(line.startswith("a=fingerprint:") for line in sdp.splitlines()):
             raise BadAnswer("The answer has no DTLS fingerprint.")
         if len(_candidates(sdp)) > MAX_CANDIDATES_OFFERED:

@@ -7,7 +7,7 @@ import logging
 import sqlite3
 from typing import Final, Literal
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 from yarl import URL
 
@@ -146,8 +146,12 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise
         if wants_json(request):
             code = exc.reason.lower().replace(" ", "_")
-            return json_error(exc.status, code, exc.reason)
-        return render(request, "error.html", status=exc.status, message=exc.reason)
+            response = json_error(exc.status, code, exc.reason)
+        else:
+            response = render(request, "error.html", status=exc.status, message=exc.reason)
+        if hdrs.ALLOW in exc.headers:  # a 405 says which methods the route has
+            response.headers[hdrs.ALLOW] = exc.headers[hdrs.ALLOW]
+        return response
 
 
 def database_busy(exc: sqlite3.OperationalError) -> bool:

@@ -207,7 +207,7 @@ def _parse(text: str, session: Session) -> tuple[int, dict[str, Any]]:
     """The message and its id: from here on, an error answers that id."""
     try:
         message = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past what the parser follows
         raise ProtocolError("bad_json", "Messages are JSON objects.") from None
     if not isinstance(message, dict) or message.get("v") != 1:
         raise ProtocolError("bad_message", 'Messages are JSON objects with "v": 1.')
@@ -219,7 +219,8 @@ def _parse(text: str, session: Session) -> tuple[int, dict[str, Any]]:
 
 
 def _handler_for(message: dict[str, Any]) -> Handler:
-    entry = _HANDLERS.get(message.get("type"))  # type: ignore[arg-type]
+    message_type = message.get("type")
+    entry = _HANDLERS.get(message_type) if isinstance(message_type, str) else None
     if entry is None:
         raise ProtocolError("unknown_type", "Unknown message type.")
     handler, fields = entry
