@@ -69,15 +69,20 @@ async def new_context(
     return context
 
 
-def watch_errors(page: Page, errors: list[str]) -> None:
+def watch_errors(page: Page, errors: list[str], *, server_down: bool = False) -> None:
     """Collect the page's script errors: a broken script would leave a control dead
-    without a trace, so the tests fail on them instead."""
+    without a trace, so the tests fail on them instead. With `server_down`, the test
+    takes the server away on purpose, and the browser's report of each refused
+    websocket connection is the outage itself, not a fault of the page."""
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda message: _record_console_error(message, errors))
+    page.on("console", lambda message: _record_console_error(message, errors, server_down))
 
 
-def _record_console_error(message: ConsoleMessage, errors: list[str]) -> None:
+def _record_console_error(message: ConsoleMessage, errors: list[str], server_down: bool) -> None:
     # A failed load is the server's answer (no favicon, a join link not open yet),
     # not a script error.
-    if message.type == "error" and not message.text.startswith("Failed to load resource"):
-        errors.append(message.text)
+    if message.type != "error" or message.text.startswith("Failed to load resource"):
+        return
+    if server_down and message.text.startswith("WebSocket connection to"):
+        return
+    errors.append(message.text)

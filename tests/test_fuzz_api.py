@@ -84,6 +84,8 @@ ERROR_CODES: Final = {
     413: "request_entity_too_large",
     415: "unsupported_media_type",
     422: "invalid",
+    429: "too_many_requests",
+    503: "busy",
 }
 FUZZ: Final = settings(
     max_examples=25,

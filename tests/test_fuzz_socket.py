@@ -6,8 +6,7 @@ repeated, negative or huge, NaN written raw, text that is not JSON, deeply neste
 JSON, binary frames and text frames that are not UTF-8.
 
 Whatever is sent, each message is answered with a result or an error whose code the
-protocol document lists, or the page is closed with a code it lists (or 1007, the
-websocket standard's answer to a text frame that is not UTF-8); the server logs no
+protocol document lists, or the page is closed with a code it lists; the server logs no
 error; and the conference goes on: a page opened afterwards gets its `welcome` and
 its host can start it (unless the fuzzed host ended it, which it may)."""
 
@@ -53,9 +52,8 @@ def documented_error_codes() -> set[str]:
 
 
 ERROR_CODES: Final = documented_error_codes()
-# Every close code the document names, and the websocket standard's for a text frame
-# that is not UTF-8 (RFC 6455, 8.1), which aiohttp sends before the server sees it.
-CLOSE_CODES: Final = {int(code) for code in re.findall(r"\b[14]\d{3}\b", PROTOCOL)} | {1007}
+# Every close code the document names.
+CLOSE_CODES: Final = {int(code) for code in re.findall(r"\b[14]\d{3}\b", PROTOCOL)}
 MESSAGE_TYPES: Final = sorted(_HANDLERS)
 # What a message may carry besides its declared fields: a guest's name in `hello`.
 OPTIONAL_FIELDS: Final[dict[str, dict[str, type]]] = {"hello": {"display_name": str}}

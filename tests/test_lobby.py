@@ -108,6 +108,19 @@ async def test_the_hosts_options_and_start_reach_everyone_at_once(
     assert "options_changed" in actions and "joined" in actions
 
 
+async def test_the_host_sees_what_a_guest_arriving_in_moderator_mode_may_use(
+    lobby: Lobby, open_page: Any
+) -> None:
+    host, _ = await open_page(lobby.host_path)
+    assert (await host.request("set_options", moderator=True, recording=False))["type"] == "result"
+    assert (await host.request("start"))["type"] == "result"
+    await open_page(lobby.public_path, display_name="Gail")
+    gail = await host.presence()
+    # Told before the arrival itself: the host's controls show it from the first moment.
+    moderation = [m for m in host.passed_over if m["type"] == "moderation"][-1]
+    assert moderation["permissions"] == {gail["id"]: "none"}
+
+
 async def test_several_tabs_are_one_presence_and_a_reload_changes_nothing(
     lobby: Lobby, open_page: Any
 ) -> None:

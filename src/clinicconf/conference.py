@@ -358,6 +358,10 @@ class Conference:
         connection.send(self._welcome(identity, participant))
         if not was_active:
             # The others hear of the arrival; the newcomer learns it from the welcome.
+            # The hosts learn first what the newcomer may use (a guest nothing, in
+            # moderator mode; whatever was set before a restart), so that their
+            # controls never show what the server does not enforce.
+            self._broadcast_moderation()
             self._broadcast_presence(participant, skip=participant.connections)
             await self._record(identity.actor, "joined")
 

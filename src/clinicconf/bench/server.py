@@ -4,11 +4,12 @@ the server started in a process of its own on 127.0.0.1 (media on loopback too).
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
 from typing import Final, TypeVar
@@ -165,3 +166,19 @@ def run_bounded(measure: Callable[[], Awaitable[Result]], timeout: float) -> Res
     except TimeoutError:
         print(f"failed: the run took longer than {timeout:.0f} s", file=sys.stderr)
     return None
+
+
+@contextmanager
+def server_core() -> Iterator[Callable[[], None]]:
+    """While inside, this process runs on the first core only, so that the server it
+    starts (every thread of it) inherits that; calling what it yields moves this
+    process to the other cores. Nothing is pinned on a single-core machine."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        yield lambda: None
+        return
+    os.sched_setaffinity(0, {cores[0]})
+    try:
+        yield lambda: os.sched_setaffinity(0, set(cores[1:]))
+    finally:
+        os.sched_setaffinity(0, set(cores))

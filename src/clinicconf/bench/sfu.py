@@ -40,8 +40,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -55,7 +54,14 @@ from ..config import Forwarding
 from ..sfu import ice
 from . import clip
 from .participant import Participant
-from .server import SetupFailed, bench_settings, run_bounded, running_server, schedule_conferences
+from .server import (
+    SetupFailed,
+    bench_settings,
+    run_bounded,
+    running_server,
+    schedule_conferences,
+    server_core,
+)
 
 EVERYONE_RECEIVES_SECONDS: Final = 30.0
 # More lost than this, or later than this, and the server did not keep up: the step
@@ -207,22 +213,6 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
-@contextmanager
-def _server_core() -> Iterator[Callable[[], None]]:
-    """While inside, this process runs on the first core only, so that the server it
-    starts (every thread of it) inherits that; calling what it yields moves this
-    process to the other cores. Nothing is pinned on a single-core machine."""
-    cores = sorted(os.sched_getaffinity(0))
-    if len(cores) < 2:
-        yield lambda: None
-        return
-    os.sched_setaffinity(0, {cores[0]})
-    try:
-        yield lambda: os.sched_setaffinity(0, set(cores[1:]))
-    finally:
-        os.sched_setaffinity(0, set(cores))
-
-
 async def _conference(
     session: aiohttp.ClientSession, links: tuple[str, str], people: int,
     media: tuple[list[bytes], list[bytes]], log: SendLog,
@@ -255,7 +245,7 @@ async def _measure_forwarding(
         everyone: list[CountingParticipant] = []
         log = SendLog()
         try:
-            with _server_core() as participants_elsewhere:
+            with server_core() as participants_elsewhere:
                 async with (
                     running_server(settings, log_path) as server,
                     aiohttp.ClientSession() as session,

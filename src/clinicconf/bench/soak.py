@@ -69,7 +69,14 @@ import aiortc
 from ..sfu import ice
 from . import clip
 from .lobby import CONNECTING_AT_ONCE, PAGE_OPEN_SECONDS
-from .server import SetupFailed, bench_settings, run_bounded, running_server, schedule_conferences
+from .server import (
+    SetupFailed,
+    bench_settings,
+    run_bounded,
+    running_server,
+    schedule_conferences,
+    server_core,
+)
 from .sfu import (
     EVERYONE_RECEIVES_SECONDS,
     CountingParticipant,
@@ -286,22 +293,30 @@ async def soak(options: argparse.Namespace) -> Soak:
         links = await schedule_conferences(settings, options.conferences + lobbies)
         log_path = Path(data_dir) / "server.log"
         try:
-            async with (
-                running_server(settings, log_path) as server,
-                aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session,
-            ):
-                result = Soak(options, [Conference() for _ in range(options.conferences)], [], [])
-                try:
-                    await _open_pages(session, links[options.conferences :], result)
-                    log = SendLog()
-                    held = links[: options.conferences]
-                    for conference, conference_links in zip(result.conferences, held, strict=True):
-                        await conference.join(session, conference_links, options.people, media, log)
-                    await _hold(result, log, server.pid)
-                finally:
-                    for participant in result.participants:
-                        await participant.close()
-                    await asyncio.gather(*(page.close() for page in result.pages))
+            with server_core() as load_elsewhere:
+                async with (
+                    running_server(settings, log_path) as server,
+                    aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session,
+                ):
+                    load_elsewhere()
+                    result = Soak(
+                        options, [Conference() for _ in range(options.conferences)], [], []
+                    )
+                    try:
+                        await _open_pages(session, links[options.conferences :], result)
+                        log = SendLog()
+                        held = links[: options.conferences]
+                        for conference, conference_links in zip(
+                            result.conferences, held, strict=True
+                        ):
+                            await conference.join(
+                                session, conference_links, options.people, media, log
+                            )
+                        await _hold(result, log, server.pid)
+                    finally:
+                        for participant in result.participants:
+                            await participant.close()
+                        await asyncio.gather(*(page.close() for page in result.pages))
             result.server_errors = len(_SERVER_ERROR.findall(log_path.read_text(errors="replace")))
             return result
         except SetupFailed:
@@ -567,8 +582,8 @@ def as_markdown(result: Soak, argv: Sequence[str]) -> str:
     return "\n".join(
         [
             DOC_BEGIN,
-            f"{date.today().isoformat()}, {machine}; the server unpinned, sharing the machine"
-            " with the load process (and whatever else ran: see the load average).",
+            f"{date.today().isoformat()}, {machine}; the server pinned to the first core, the"
+            " load process to the others (what else ran on the machine: see the load average).",
             "",
             "```",
             " ".join(["python -m clinicconf.bench.soak", *argv]),

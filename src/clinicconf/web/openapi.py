@@ -234,6 +234,19 @@ _TIME_FORMAT: Final = (
 
 # What any authenticated route, and any route reading a body, may answer besides its own.
 _AUTH_ERRORS: Final = {401: "No valid API token: send Authorization: Bearer <token>."}
+# Answers to send again later, after the Retry-After header's seconds.
+_TRY_LATER: Final = {
+    429: "Too many wrong API tokens from this address lately (code too_many_requests):"
+    " every request from it is refused, the right token's too, until Retry-After has passed.",
+    503: "The database is held by another process for longer than the server waits (code"
+    " busy): nothing was changed; send the request again after Retry-After.",
+}
+_RETRY_AFTER: Final = {
+    "Retry-After": {
+        "description": "Seconds to wait before sending the request again.",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
 _BODY_ERRORS: Final = {
     400: "The body is not valid JSON, or not a JSON object (code bad_json).",
     413: "The body is larger than 256 KiB (code request_entity_too_large).",
@@ -261,7 +274,8 @@ def _operation(
 ) -> dict[str, Any]:
     """One operation. `answer` is the success status, its description and schema
     (None: no body), in JSON unless `media_types` name others; `errors` the
-    route's own error statuses (authentication's, and a body's, are added here)."""
+    route's own error statuses (authentication's, retrying later's and a body's are
+    added here)."""
     status, description, schema = answer
     success: dict[str, Any] = {"description": description}
     if schema is not None:
@@ -271,9 +285,11 @@ def _operation(
             else _json(schema)
         )
     responses = {str(status): success}
-    all_errors = _AUTH_ERRORS | (_BODY_ERRORS if body else {}) | dict(errors or {})
+    all_errors = _AUTH_ERRORS | _TRY_LATER | (_BODY_ERRORS if body else {}) | dict(errors or {})
     for code in sorted(all_errors):
         responses[str(code)] = {"description": all_errors[code], "content": _json(_ref("Error"))}
+        if code in _TRY_LATER:
+            responses[str(code)]["headers"] = _RETRY_AFTER
     operation: dict[str, Any] = {
         "operationId": operation_id,
         "summary": summary,
