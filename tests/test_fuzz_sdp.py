@@ -1,18 +1,21 @@
 """SDP answers to the server's offers, mutated with Hypothesis from real ones and sent
-as `answer` (docs/lobby-protocol.md, "The conference"): a real aiortc participant
-answers the offer with its microphone and camera, and its answer is mutated on the
-way (lines dropped, repeated or moved, directions flipped, fingerprints, candidates
-and mids corrupted, numbers made huge, random text put in) before the server reads
-it; the peer that made it goes on as it is.
+as `answer` (docs/lobby-protocol.md, "The conference"). The real answers come from
+two answerers, each answering the offer the server just made:
+
+- Chromium, as the landing page does (web/static/conference.js): its fake camera and
+  microphone on the `publish` m-lines, receiving on the others, every candidate
+  gathered. This is what clinics' browsers send.
+- aiortc, as a headless participant does (its own stack's answer).
+
+Each answer is mutated on the way (lines dropped, repeated or moved, directions
+flipped, fingerprints, candidates and mids corrupted, numbers made huge, random text
+put in) before the server reads it; the peer that made it goes on as it is.
 
 Each mutated answer is taken (a result) or refused with `bad_sdp`; the server logs
 no error; and the same page then joins media again, answers well, and receives the
-host's picture and sound: the server goes on serving, hostile answers or not.
-
-The seed is aiortc's answer (a participant's, with its microphone and camera), not
-Chromium's: the page only ever answers (the server makes every offer; an `offer`
-from a page is an unknown type, see test_fuzz_socket.py), and capturing Chromium's
-answer would take a browser per run."""
+host's picture and sound: the server goes on serving, hostile answers or not. (The
+page only ever answers: the server makes every offer, and an `offer` from a page is
+an unknown type, see test_fuzz_socket.py.)"""
 
 from __future__ import annotations
 
@@ -20,15 +23,20 @@ import asyncio
 import contextlib
 import gc
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import pytest
 from aiohttp.client_ws import ClientWebSocketResponse
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
+from playwright.async_api import Page
 
+from clinicconf.config import Settings
+
+from .browser import chromium, new_context, watch_errors
 from .lobby_helpers import RECEIVE_TIMEOUT, Client, Lobby
 from .lobby_helpers import lobby as lobby
 from .lobby_helpers import settings as settings
@@ -129,23 +137,105 @@ mutations = st.builds(
 )
 
 
+# --- the real answers ------------------------------------------------------------------
+
+
+class Answerer(Protocol):
+    """Makes the real answer to an offer, in place of the page's own aiortc peer."""
+
+    async def answer(self, offer: dict[str, Any]) -> str: ...
+
+    async def settled(self) -> bool:
+        """Its newest connection has connected or failed."""
+        ...
+
+
+# What the landing page does with an offer (web/static/conference.js, #answer), the
+# peer connection kept so that it may go on connecting.
+CHROMIUM_ANSWER: Final = """
+async ({ sdp, publish }) => {
+  window.answerer?.close(); // the earlier example's, whatever became of it
+  window.media?.getTracks().forEach((track) => track.stop());
+  const media = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+  const pc = new RTCPeerConnection({ bundlePolicy: "max-bundle" });
+  [window.answerer, window.media] = [pc, media];
+  await pc.setRemoteDescription({ type: "offer", sdp });
+  for (const transceiver of pc.getTransceivers()) {
+    const kind = ["audio", "video"].find((candidate) => publish[candidate] === transceiver.mid);
+    if (kind) {
+      await transceiver.sender.replaceTrack(media.getTracks().find((t) => t.kind === kind));
+      transceiver.direction = "sendonly";
+    } else {
+      transceiver.direction = "recvonly";
+    }
+  }
+  await pc.setLocalDescription(await pc.createAnswer());
+  while (pc.iceGatheringState !== "complete") await new Promise((r) => setTimeout(r, 20));
+  return pc.localDescription.sdp;
+}
+"""
+CHROMIUM_SETTLED: Final = """
+() => ["connected", "failed", "closed"].includes(window.answerer.connectionState)
+"""
+
+
+class ChromiumAnswerer:
+    def __init__(self, page: Page) -> None:
+        self._page = page
+
+    async def answer(self, offer: dict[str, Any]) -> str:
+        sdp = await self._page.evaluate(CHROMIUM_ANSWER, offer)
+        assert isinstance(sdp, str)
+        return sdp
+
+    async def settled(self) -> bool:
+        return bool(await self._page.evaluate(CHROMIUM_SETTLED))
+
+
+@pytest.fixture(params=["aiortc", "chromium"])
+async def answerer(
+    request: pytest.FixtureRequest, settings: Settings, client: Client
+) -> AsyncIterator[Answerer | None]:
+    """None: the page's own aiortc peer answers."""
+    if request.param == "aiortc":
+        yield None
+        return
+    errors: list[str] = []
+    async with chromium() as browser:
+        context = await new_context(browser, settings)
+        page = await context.new_page()
+        watch_errors(page, errors)
+        await page.goto(str(client.make_url("/")))  # a secure context, for the devices
+        yield ChromiumAnswerer(page)
+    assert errors == []
+
+
 # --- a page whose answer is mutated ----------------------------------------------------
 
 
 class MutatingParticipant(MediaParticipant):
-    """A real aiortc participant whose first answer is mutated on its way to the
-    server, as a broken or hostile browser would send it."""
+    """A real aiortc participant whose first answer (or Chromium's to the same offer)
+    is mutated on its way to the server, as a broken or hostile browser would send it."""
 
-    def __init__(self, ws: ClientWebSocketResponse, changes: list[Mutation]) -> None:
+    def __init__(
+        self, ws: ClientWebSocketResponse, changes: list[Mutation], answerer: Answerer | None
+    ) -> None:
         super().__init__(ws, PAGE_SHADE)
         self._changes = changes
+        self._answerer = answerer
+        self._offer: dict[str, Any] = {}
         # The id of the message that carried the mutated answer, once sent.
         self.mutated: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def _answer(self, offer: dict[str, Any]) -> None:
+        self._offer = offer
+        await super()._answer(offer)
 
     async def send(self, type_: str, **fields: Any) -> int:
         if type_ != "answer" or self.mutated.done():
             return await super().send(type_, **fields)
-        lines = fields["sdp"].split(CRLF)
+        sdp = fields["sdp"] if self._answerer is None else await self._answerer.answer(self._offer)
+        lines = sdp.split(CRLF)
         for change in self._changes:
             lines = change.apply(lines)
         fields["sdp"] = CRLF.join(lines)
@@ -161,10 +251,12 @@ class MutatingParticipant(MediaParticipant):
                 return message
 
     async def settled(self) -> None:
-        """Until its connection has connected or failed, or the server closed it (the
-        page then has none), for SETTLE_SECONDS at most."""
+        """Until the mutated answer's connection has connected or failed, or the server
+        closed it (the page then has none), for SETTLE_SECONDS at most."""
 
         async def done() -> bool:
+            if self._answerer is not None:
+                return await self._answerer.settled()
             return self.pc is None or self.pc.connectionState in ("connected", "failed", "closed")
 
         with contextlib.suppress(TimeoutError):
@@ -186,12 +278,14 @@ async def answer_mutated(
     host: MediaParticipant,
     caplog: pytest.LogCaptureFixture,
     changes: list[Mutation],
+    answerer: Answerer | None = None,
 ) -> None:
-    """Pat's page joins media and answers with `changes` made; the answer is taken or
-    refused as bad_sdp; the page joins again, answers well, and receives the host."""
+    """Pat's page joins media and answers (or has `answerer` answer) with `changes`
+    made; the answer is taken or refused as bad_sdp; the page joins again, answers
+    well itself, and receives the host."""
     caplog.set_level(logging.ERROR)
     logged_before = len(caplog.records)
-    page = MutatingParticipant(await client.ws_connect(lobby.pat_path), changes)
+    page = MutatingParticipant(await client.ws_connect(lobby.pat_path), changes, answerer)
     try:
         await page.hello()
         introduce([host, page])
@@ -221,10 +315,11 @@ async def test_a_mutated_answer_is_taken_or_refused_and_the_page_joins_again(
     lobby: Lobby,
     host: MediaParticipant,
     caplog: pytest.LogCaptureFixture,
+    answerer: Answerer | None,
     data: st.DataObject,
 ) -> None:
     changes = data.draw(st.lists(mutations, min_size=1, max_size=4), label="mutations")
-    await answer_mutated(client, lobby, host, caplog, changes)
+    await answer_mutated(client, lobby, host, caplog, changes, answerer)
 
 
 @pytest.mark.parametrize(
