@@ -156,3 +156,35 @@ async def test_three_people_hold_a_moderated_conference(visitors: Visitors, link
     # Gail back on screen: Pat sees her again, at once.
     await host.get_by_role("checkbox", name="Show Gail Guest on screen").check()
     assert await pat_sees_gail.grows(within=2.0) < 2.0
+
+
+async def test_a_lost_media_connection_is_taken_up_again_without_a_touch(
+    visitors: Visitors, links: Links
+) -> None:
+    host = await visitors.open(links.host, init_script=RECORD_PEER_CONNECTIONS)
+    patient = await visitors.open(links.pat, init_script=RECORD_PEER_CONNECTIONS)
+    await host.get_by_role("button", name="Start Conference").click()
+    await (await video_of(patient, "Sam Staff")).grows()
+
+    async def lose_the_connection() -> int:
+        """Pat's media connection ends under her page, as when her network drops: the
+        server notices (its end is closed) and tells the page. Returns how many
+        connections the page had opened."""
+        count: int = await patient.evaluate("window.peerConnections.length")
+        await patient.evaluate("window.peerConnections.at(-1).close()")
+        return count
+
+    # The page joins again by itself: Sam's picture comes back on a new connection.
+    connections = await lose_the_connection()
+    await patient.wait_for_function("n => window.peerConnections.length > n", arg=connections)
+    await (await video_of(patient, "Sam Staff")).grows()
+    await expect(patient.get_by_role("button", name="Try again")).to_be_hidden()
+
+    # Lost again within the minute: the page says so and leaves it to Pat.
+    connections = await lose_the_connection()
+    await expect(
+        patient.get_by_text("The connection to the media server was lost.")
+    ).to_be_visible()
+    await patient.get_by_role("button", name="Try again").click()
+    await patient.wait_for_function("n => window.peerConnections.length > n", arg=connections)
+    await (await video_of(patient, "Sam Staff")).grows()

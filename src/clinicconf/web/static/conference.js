@@ -26,6 +26,11 @@ const ELSEWHERE = "This conference is open in another window.";
 const COULD_NOT_CONNECT = "Sound and video could not be connected.";
 const CONNECTION_LOST = "The connection for sound and video was lost.";
 const TRY_AGAIN = "Try again";
+// A media connection lost on the way (a network that dropped, a server too busy to
+// answer) is taken up again by the page itself, at most once in this long: nobody
+// should have to press anything for a passing fault. A loss sooner after is shown,
+// with the reason and "Try again".
+const RETRY_ITSELF_INTERVAL_MS = 60000;
 const DEVICE_STOPPED =
   "Your camera or microphone stopped: it was unplugged, switched off or taken by another program.";
 const SOUND_BLOCKED = "Your browser blocked the others' sound. Press Turn on sound.";
@@ -64,6 +69,7 @@ export class Conference {
   #otherWindow = false; // another window of this person has taken the media
   #finished = false;
   #endPending = false;
+  #retriedItselfAt = -Infinity;
 
   /**
    * root: the #conference section. channel: {request(type, fields, undo, {quiet}),
@@ -283,6 +289,9 @@ export class Conference {
 
   #joinMedia() {
     this.#joined = true;
+    // Whatever was offered before is over: news of it crossing this request is not
+    // about the connection to come.
+    this.#latestOffered = null;
     this.#showClosed("");
     this.#channel.request("join_media", {}, (message) => this.#joinRefused(message), {
       quiet: true,
@@ -350,7 +359,7 @@ export class Conference {
     this.#pc = pc;
     this.#connection = connection;
     pc.addEventListener("connectionstatechange", () => {
-      if (pc === this.#pc && pc.connectionState === "failed") this.#mediaFailed(CONNECTION_LOST);
+      if (pc === this.#pc && pc.connectionState === "failed") this.#connectionLost(CONNECTION_LOST);
     });
     return pc;
   }
@@ -388,15 +397,28 @@ export class Conference {
   }
 
   #mediaClosed({ reason, message }) {
-    this.#joined = false;
-    this.#closeMedia();
     if (reason === "elsewhere") {
       // The other window sends this person's camera now: this one lets it go.
+      this.#joined = false;
+      this.#closeMedia();
       this.#otherWindow = true;
       this.#closeDevices();
       this.#showClosed(ELSEWHERE, "Use this window");
     } else {
-      this.#showClosed(message || CONNECTION_LOST, TRY_AGAIN);
+      this.#connectionLost(message || CONNECTION_LOST);
+    }
+  }
+
+  #connectionLost(text) {
+    this.#joined = false;
+    this.#closeMedia();
+    const now = performance.now();
+    if (this.#connected && now - this.#retriedItselfAt >= RETRY_ITSELF_INTERVAL_MS) {
+      this.#retriedItselfAt = now;
+      this.#joinMedia();
+    } else {
+      // Without the socket, the page joins again by itself once it is back.
+      this.#showClosed(text, TRY_AGAIN);
     }
   }
 
