@@ -8,14 +8,17 @@ import secrets
 from pathlib import Path
 
 import aiohttp
+from aiohttp import WSMsgType
 
 from clinicconf.bench.server import bench_settings, running_server, schedule_conference
-from clinicconf.conference import CLOSE_REMOVED
+from clinicconf.conference import CLOSE_LOCKED, CLOSE_REMOVED
+from clinicconf.db import BUSY_TIMEOUT_MS
 from clinicconf.sfu import ice
 
 from .media_peers import MediaParticipant
 from .servers import wait_until
 from .test_conference_media import enter, introduce
+from .test_faults import hold_database
 
 
 async def test_a_conference_is_taken_up_again_after_the_server_is_killed(
@@ -45,6 +48,9 @@ async def test_a_conference_is_taken_up_again_after_the_server_is_killed(
                 "type"
             ] == "result"
             assert (await host.request("remove", participant=bert.id))["type"] == "result"
+            # And no new guest from now on.
+            locked = await host.request("set_access", locked=True, waiting_room=False)
+            assert locked["type"] == "result"
             before = {"host": host.id, "gail": gail.id}
             server.kill()
             await server.wait()
@@ -59,12 +65,21 @@ async def test_a_conference_is_taken_up_again_after_the_server_is_killed(
             welcome = gail.welcome
             assert welcome["started"] is True and welcome["options"]["moderator"] is True
             assert welcome["moderation"]["permissions"] == {gail.id: "audio"}
-            # Bert stays out.
-            bert = MediaParticipant(await http.ws_connect(public_url), 120)
-            await bert.send("hello", client_key=bert_key, display_name="Bert")
-            closing = await bert.ws.receive()
-            assert closing.data == CLOSE_REMOVED
-            await bert.close()
+
+            # Bert stays out; Gail was in, so the lock is not for her; a new guest's is.
+            async def first_word(key: str) -> object:
+                page = MediaParticipant(await http.ws_connect(public_url), 120)
+                await page.send("hello", client_key=key, display_name="Bert")
+                answer = await page.ws.receive()
+                await page.close()
+                return answer.json()["type"] if answer.type == WSMsgType.TEXT else answer.data
+
+            assert await first_word(bert_key) == CLOSE_REMOVED
+            assert await first_word(secrets.token_urlsafe(16)) == CLOSE_LOCKED
+            # Unlocked: someone new from the address Bert came from waits to be let in.
+            unlocked = await host.request("set_access", locked=False, waiting_room=False)
+            assert unlocked["type"] == "result"
+            assert await first_word(secrets.token_urlsafe(16)) == "waiting_room"
 
             introduce([host, gail])
             for participant in (host, gail):
@@ -78,3 +93,43 @@ async def test_a_conference_is_taken_up_again_after_the_server_is_killed(
             await wait_until(back_as_before)
             for participant in (host, gail):
                 await participant.close()
+
+
+async def test_a_removal_refused_while_the_database_is_held_then_made_survives_a_kill(
+    tmp_path: Path,
+) -> None:
+    settings = bench_settings(tmp_path / "data")
+    ice.install(settings)
+    host_url, public_url = await schedule_conference(settings)
+    bert_key = secrets.token_urlsafe(16)
+    async with aiohttp.ClientSession() as http:
+        async with running_server(settings, tmp_path / "first.log") as server:
+            host = MediaParticipant(await http.ws_connect(host_url), 60)
+            await host.hello()
+            bert = MediaParticipant(await http.ws_connect(public_url), 120)
+            await bert.hello(client_key=bert_key, display_name="Bert")
+            # Another process holds the database longer than the server waits for it:
+            # the host is told to try again, and nothing has changed meanwhile.
+            holder = await hold_database(settings.database_path, BUSY_TIMEOUT_MS / 1000 + 1)
+            answer = await host.request("remove", participant=bert.id)
+            assert answer["type"] == "error" and answer["code"] == "busy"
+            assert bert.closed_with is None
+            await holder.wait()
+            # Again: done, and written before the host hears so, even if the server is
+            # killed the moment after.
+            assert (await host.request("remove", participant=bert.id))["type"] == "result"
+            server.kill()
+            await server.wait()
+
+            async def bert_was_removed() -> bool:
+                return bert.closed_with == CLOSE_REMOVED
+
+            await wait_until(bert_was_removed)
+            for participant in (host, bert):
+                await participant.close()
+
+        async with running_server(settings, tmp_path / "second.log"):
+            bert = MediaParticipant(await http.ws_connect(public_url), 120)
+            await bert.send("hello", client_key=bert_key, display_name="Bert")
+            assert (await bert.ws.receive()).data == CLOSE_REMOVED
+            await bert.close()

@@ -42,6 +42,8 @@ def test_flags_beat_environment_beat_file(tmp_path: Path) -> None:
         ({"CLINICCONF_LOG_LEVEL": "chatty"}, "log_level"),
         ({"CLINICCONF_PHONE_REGION": "ZZ"}, "phone_region"),
         ({"CLINICCONF_JOIN_WINDOW_MINUTES": "-5"}, "join_window_minutes"),
+        ({"CLINICCONF_TRUSTED_PROXIES": "127.0.0.1, proxy.clinic"}, "trusted_proxies"),
+        ({"CLINICCONF_TRUSTED_PROXIES": "0.0.0.0/0"}, "trusted_proxies"),
     ],
 )
 def test_bad_values_are_named(environ: dict[str, str], message: str) -> None:

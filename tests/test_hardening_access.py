@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 import pytest
@@ -43,8 +43,9 @@ CLIENT_ADDRESS = "127.0.0.1"
 
 
 @pytest.fixture
-def settings(settings: Settings) -> Settings:
-    return replace(settings, session_idle_minutes=IDLE_MINUTES)
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    # A test may set more: @pytest.mark.parametrize("settings", [{...}], indirect=True).
+    return replace(settings, session_idle_minutes=IDLE_MINUTES, **getattr(request, "param", {}))
 
 
 async def last_used(app: web.Application, moment: datetime) -> None:
@@ -152,6 +153,22 @@ async def test_activity_keeps_a_session_open_and_is_written_at_most_once_a_minut
     assert await last_seen(app) == recently
 
 
+async def test_a_recording_page_asking_by_itself_does_not_keep_a_session_open(
+    client: Client, app: web.Application, admin: Account
+) -> None:
+    await sign_in(client, admin)
+    a_while_ago = utc_now() - timedelta(minutes=IDLE_MINUTES - 1)
+    await last_used(app, a_while_ago)
+    # The page's poll of a recording's state (none has this id) is no sign of anyone.
+    as_the_page_does = {"Accept": "application/json"}
+    async with client.get("/recordings/999/status", headers=as_the_page_does) as resp:
+        assert resp.status == 404
+    assert await last_seen(app) == a_while_ago
+    await last_used(app, utc_now() - timedelta(minutes=IDLE_MINUTES))
+    async with client.get("/recordings/999/status", headers=as_the_page_does) as resp:
+        assert resp.status == 401  # the page reloads, onto the sign-in page
+
+
 async def test_a_session_ends_after_twelve_hours_however_busy(
     client: Client, app: web.Application, admin: Account
 ) -> None:
@@ -210,6 +227,9 @@ async def test_guessing_join_links_is_stopped_alike_for_every_link(
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await client.ws_connect(conference.patient_path + "/ws")
     assert refused.value.status == 429
+    # No reverse proxy is trusted: an address the guesser writes in is no way out.
+    async with client.get(conference.patient_path, headers=forwarded_for("198.51.100.4")) as resp:
+        assert resp.status == 429
 
     assert await audited(app, "locked_out") == [
         ("system", None, None, None,
@@ -217,6 +237,46 @@ async def test_guessing_join_links_is_stopped_alike_for_every_link(
     ]  # fmt: skip
     # Staff can still sign in from there: each limit covers its own way in.
     assert (await get(client, "/signin")).status == 200
+
+
+def forwarded_for(addresses: str) -> dict[str, str]:
+    return {"X-Forwarded-For": addresses}
+
+
+async def guess_links(client: Client, times: int, address: str) -> None:
+    for _ in range(times):
+        async with client.get(f"/j/{new_token()}", headers=forwarded_for(address)) as resp:
+            assert resp.status == 404
+
+
+async def opens(client: Client, path: str, addresses: str) -> int:
+    async with client.get(path, headers=forwarded_for(addresses)) as resp:
+        return resp.status
+
+
+# The test client plays the clinic's reverse proxy, on this machine.
+BEHIND_A_PROXY: Final = {"trusted_proxies": CLIENT_ADDRESS}
+
+
+@pytest.mark.parametrize("settings", [BEHIND_A_PROXY], indirect=True)
+async def test_behind_a_trusted_proxy_each_client_counts_alone(
+    client: Client, app: web.Application, conference: Conference
+) -> None:
+    await guess_links(client, LINK_FAILURES_PER_ADDRESS, "203.0.113.9")
+    assert await opens(client, conference.patient_path, "203.0.113.9") == 429
+    # What the guesser writes in front of what the proxy appended changes nothing.
+    assert await opens(client, conference.patient_path, "198.51.100.4, 203.0.113.9") == 429
+    # Everyone else the proxy relays still gets in: the patient at home, the clinic.
+    assert await opens(client, conference.patient_path, "198.51.100.4") == 200
+    assert await opens(client, conference.public_path, "192.0.2.20") == 200
+    assert [detail["address"] for *_, detail in await audited(app, "locked_out")] == ["203.0.113.9"]
+
+    # An IPv6 guesser counts by the /64 it may pick addresses from at will.
+    half = LINK_FAILURES_PER_ADDRESS // 2
+    await guess_links(client, half, "2001:db8:0:1::a")
+    await guess_links(client, LINK_FAILURES_PER_ADDRESS - half, "2001:db8:0:1::b")
+    assert await opens(client, conference.patient_path, "2001:db8:0:1::c") == 429
+    assert await opens(client, conference.patient_path, "2001:db8:0:2::1") == 200
 
 
 async def test_guessing_api_tokens_is_stopped_with_retry_after(

@@ -3,6 +3,7 @@ removal (issue 7), over the landing page's websocket, as the pages speak it."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
@@ -11,7 +12,7 @@ from aiohttp import web
 from clinicconf import audit, keys
 from clinicconf.conference import CLOSE_LOCKED, CLOSE_REMOVED, CLOSE_TURNED_AWAY
 
-from .lobby_helpers import Client, Lobby, Page
+from .lobby_helpers import GRACE_SECONDS, Client, Lobby, Page
 from .lobby_helpers import lobby as lobby
 from .lobby_helpers import open_page as open_page
 from .lobby_helpers import settings as settings
@@ -120,6 +121,11 @@ async def test_a_locked_conference_takes_no_new_guest(
     assert await first_word(stranger) == str(CLOSE_LOCKED)
     # Gail, already in, may reload; the patients' own links are not the public link.
     await gail.ws.close()
+    back = await knock(client, lobby.public_path, "Gail Guest", key)
+    assert await first_word(back) == "welcome"
+    # Even after she was gone for good (her network dropped for longer): she was in.
+    await back.ws.close()
+    await asyncio.sleep(GRACE_SECONDS + 0.5)
     assert await first_word(await knock(client, lobby.public_path, "Gail Guest", key)) == "welcome"
     pat, _ = await open_page(lobby.pat_path)
     assert pat is not None
@@ -143,7 +149,14 @@ async def test_someone_removed_cannot_come_back_during_the_event(
     assert await first_word(await knock(client, lobby.public_path, "Gail", key)) == str(
         CLOSE_REMOVED
     )
-    assert await first_word(await knock(client, lobby.public_path, "G.")) == "waiting_room"
+    newcomer = await knock(client, lobby.public_path, "G.")
+    assert await first_word(newcomer) == "waiting_room"
+    # Locking and unlocking lets in whoever waited, but not someone who waits because
+    # of that address: a host lets them in, having looked.
+    await ok(host, "set_access", locked=True, waiting_room=False)
+    await ok(host, "set_access", locked=False, waiting_room=False)
+    still_waiting = [m for m in host.passed_over if m["type"] == "waiting"][-1]
+    assert [guest["name"] for guest in still_waiting["guests"]] == ["G."]
 
     # A patient removed finds their own link closed to them for the event.
     await ok(host, "remove", participant=pat_welcome["you"]["id"])

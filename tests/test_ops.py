@@ -82,6 +82,7 @@ def ready_to_go_live(settings: Settings, smtp: TlsSmtp, vonage: VonageStandIn) -
         vonage_api_key=vonage.api_key,
         vonage_api_secret=vonage.api_secret,
         vonage_rest_host=vonage.rest_host,
+        trusted_proxies=HOST,
     )
 
 
@@ -97,6 +98,7 @@ async def test_check_passes_a_clinic_ready_to_go_live_then_finds_smtp_down(
     output = capsys.readouterr().out
     found = findings(output)
     assert found["public base URL"] == ("ok", f"https://{vonage.rest_host} answered over HTTPS")
+    assert found["reverse proxy"] == ("ok", f"the client addresses forwarded by {HOST} count")
     assert found["TURN"][0] == "ok"
     security = {"starttls": "STARTTLS", "tls": "TLS"}[tls_smtp_server.security]
     assert found["SMTP"] == (
@@ -118,6 +120,14 @@ async def test_check_passes_a_clinic_ready_to_go_live_then_finds_smtp_down(
     verdict, text = findings(output)["SMTP"]
     assert verdict == "problem" and "unreachable (connection refused)" in text
     assert output.splitlines()[-1].startswith("1 problem,")
+
+
+async def test_check_asks_for_the_reverse_proxy_in_front_of_https(
+    settings: Settings, tls_smtp_server: TlsSmtp, vonage: VonageStandIn
+) -> None:
+    clinic = replace(ready_to_go_live(settings, tls_smtp_server, vonage), trusted_proxies="")
+    [proxy] = [f for f in await ops.run_checks(clinic) if f.subject == "reverse proxy"]
+    assert proxy.verdict == "warning" and "list its address there" in proxy.text
 
 
 async def test_check_names_a_vonage_certificate_it_does_not_trust(
@@ -315,6 +325,15 @@ def test_backup_refuses_a_directory_that_is_not_empty(clinic: Settings, tmp_path
 
     assert [p.name for p in target.iterdir()] == ["clinicconf.sqlite3"]
     assert (target / "clinicconf.sqlite3").read_bytes() == b"last week's copy"
+
+
+def test_backup_into_an_empty_directory_makes_it_its_owners_only(
+    clinic: Settings, tmp_path: Path
+) -> None:
+    target = tmp_path / "backups"
+    target.mkdir(mode=0o755)
+    assert ops.backup(clinic, target) == 0
+    assert target.stat().st_mode & 0o777 == 0o700
 
 
 def test_backup_indexes_the_recordings_for_a_restore_to_check(

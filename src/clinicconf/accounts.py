@@ -92,9 +92,12 @@ class SessionIdle(Exception):
     """The session was unused for the idle time, and has now been deleted."""
 
 
-async def session_user(db: Database, token: str, idle_limit: timedelta) -> StaffUser | None:
+async def session_user(
+    db: Database, token: str, idle_limit: timedelta, *, activity: bool = True
+) -> StaffUser | None:
     """The staff member a browser session belongs to, or None. Each use is activity
-    that keeps the session open; raises SessionIdle after `idle_limit` without any."""
+    that keeps the session open, unless `activity` is false (a page asking by
+    itself); raises SessionIdle after `idle_limit` without any."""
     row = await db.fetchone(
         "SELECT staff.*, sessions.id AS session_id, sessions.expires_at, sessions.last_seen_at"
         " FROM sessions JOIN staff ON staff.id = sessions.staff_id"
@@ -114,7 +117,7 @@ async def session_user(db: Database, token: str, idle_limit: timedelta) -> Staff
             ):
                 await audit.record(tx, user.actor, "signed_out", reason="idle")
         raise SessionIdle
-    if unused_for >= ACTIVITY_RECORDED_EVERY:
+    if activity and unused_for >= ACTIVITY_RECORDED_EVERY:
         await db.execute(
             "UPDATE sessions SET last_seen_at = ? WHERE id = ?",
             (to_db_time(now), row["session_id"]),

@@ -35,6 +35,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         client_max_size=MAX_REQUEST_BYTES,
         middlewares=[
+            middleware.forwarded_client,
             middleware.errors,
             middleware.authentication,
             middleware.csrf,

@@ -47,6 +47,9 @@ CLOSE_REMOVED: Final = 4430
 UNNAMED: Final = "Participant"
 # Far more than any clinic's conference; a bound on what one public link can bring in.
 MAX_PAGES: Final = 500
+# A write of the conference's state that failed (the database held by another
+# process) is tried again after this long, until it is written.
+SAVE_RETRY_SECONDS: Final = 2.0
 CANNOT_RECORD: Final = (
     "This server cannot record: it is set to forward decoded pictures"
     ' (forwarding = "transcode"). Ask its administrator to set forwarding = "packets".'
@@ -201,6 +204,7 @@ class Conference:
         self._unsaved_state = False
         self._unsaved_people: set[str] = set()
         self._saver: asyncio.Task[None] | None = None
+        self._save_failing = False
         self.invite(event)
         self._restoring = asyncio.create_task(self._restore(), name="conference-restore")
 
@@ -260,6 +264,8 @@ class Conference:
         for key, person in saved.people.items():
             if person.barred is not None:
                 self._barred[key] = person.barred
+            if person.barred_address is not None:
+                self._barred_addresses.add(person.barred_address)
             if person.let_in:
                 self._let_in.add(key)
         for participant in self._participants.values():
@@ -283,11 +289,13 @@ class Conference:
         self._unsaved_state = True
         self._save_soon()
 
-    def _save_person(self, identity_key: str) -> None:
+    def _save_person(self, identity_key: str, barred_address: str | None = None) -> None:
         """Write what is known of this person now, soon."""
         key = person_key(identity_key)
         participant = self._participants.get(identity_key)
         saved = self._saved_people.get(key)
+        if barred_address is None and saved is not None:
+            barred_address = saved.barred_address
         if participant is not None:
             saved = SavedPerson(
                 participant.public_id, participant.permission.value, participant.shown
@@ -295,6 +303,7 @@ class Conference:
         elif saved is None:
             saved = SavedPerson("", Permission.NONE.value, shown=False)  # never got in
         saved.barred, saved.let_in = self._barred.get(key), key in self._let_in
+        saved.barred_address = barred_address
         self._saved_people[key] = saved
         self._unsaved_people.add(key)
         self._save_soon()
@@ -304,20 +313,58 @@ class Conference:
             self._saver = asyncio.create_task(self._save(), name="conference-save")
 
     async def _save(self) -> None:
-        while self._unsaved_state or self._unsaved_people:
+        try:
+            while self._unsaved_state or self._unsaved_people:
+                await self._save_what_changed()
+        except Exception:
+            # The conference goes on meanwhile; a removal or a lock not written would be
+            # forgotten at a restart, so it is tried again, in the background, until it is.
+            if not self._save_failing:
+                log.exception("the conference's state could not be saved; trying again")
+            self._save_failing = True
+            asyncio.get_running_loop().call_later(SAVE_RETRY_SECONDS, self._save_again)
+        else:
+            self._save_failing = False
+
+    def _save_again(self) -> None:
+        if not self._shut:
+            self._save_soon()
+
+    async def saved(self) -> None:
+        """Once what has changed so far is written, or could not be this time (then it
+        is tried again): a request is answered after this, so that a change it made
+        survives a crash right after."""
+        if self._saver is not None:
+            await asyncio.shield(self._saver)
+
+    async def _save_what_changed(self) -> None:
+        """What is marked unsaved, each mark taken off only once it is written."""
+        if self._unsaved_state:
+            self._unsaved_state = False
             try:
-                if self._unsaved_state:
-                    self._unsaved_state = False
-                    await self._states.save_conference(
-                        self.event.id, self.started_at, self.ended_by, vars(self.options)
-                    )
-                while self._unsaved_people:
-                    key = self._unsaved_people.pop()
-                    await self._states.save_person(self.event.id, key, self._saved_people[key])
-            except Exception:
-                # The conference goes on; what could not be written is lost at a restart.
-                log.exception("the conference's state could not be saved")
-                return
+                await self._states.save_conference(
+                    self.event.id, self.started_at, self.ended_by, vars(self.options)
+                )
+            except BaseException:
+                self._unsaved_state = True
+                raise
+        while self._unsaved_people:
+            key = next(iter(self._unsaved_people))
+            self._unsaved_people.discard(key)
+            try:
+                await self._states.save_person(self.event.id, key, self._saved_people[key])
+            except BaseException:
+                self._unsaved_people.add(key)
+                raise
+
+    async def _restored(self) -> None:
+        """Once what the server last knew is taken up. A restore that failed (the
+        database held by another process) is tried again for the next page, rather
+        than failing every page for the rest of the event."""
+        task = self._restoring
+        if task.done() and (task.cancelled() or task.exception() is not None):
+            self._restoring = asyncio.create_task(self._restore(), name="conference-restore")
+        await asyncio.shield(self._restoring)
 
     # --- connections -------------------------------------------------------------------
 
@@ -325,14 +372,14 @@ class Conference:
         """Add a page and send it its `welcome` snapshot, before anything else; a new
         public guest may first wait for a host to let them in. Raises KeptOut for a
         page that may not join."""
-        await asyncio.shield(self._restoring)
+        await self._restored()
         if self.ended_by is not None:
             raise KeptOut(CLOSE_ENDED, "ended")
         identity = connection.identity
         barred = self._barred.get(person_key(identity.key))
         if barred is not None:
             raise KeptOut(barred, "kept out")
-        if identity.kind == "guest" and identity.key not in self._participants:
+        if identity.kind == "guest" and not self._got_in_before(identity.key):
             if self.options.locked:
                 raise KeptOut(CLOSE_LOCKED, "locked")
             must_wait = self.options.waiting_room or address in self._barred_addresses
@@ -340,6 +387,11 @@ class Conference:
                 await self._knock(Knock(_new_id(), connection, address))
                 return
         await self._enter(connection, address)
+
+    def _got_in_before(self, identity_key: str) -> bool:
+        """In the conference now, or at some time before a restart: not a newcomer."""
+        saved = self._saved_people.get(person_key(identity_key))
+        return identity_key in self._participants or (saved is not None and saved.got_in)
 
     async def _enter(self, connection: Subscriber, address: str | None) -> None:
         identity = connection.identity
@@ -361,7 +413,7 @@ class Conference:
             # The hosts learn first what the newcomer may use (a guest nothing, in
             # moderator mode; whatever was set before a restart), so that their
             # controls never show what the server does not enforce.
-            self._broadcast_moderation()
+            self._broadcast_moderation(skip=participant.connections)
             self._broadcast_presence(participant, skip=participant.connections)
             await self._record(identity.actor, "joined")
 
@@ -380,7 +432,8 @@ class Conference:
         participant.connections.discard(connection)
         if participant.connections:
             return
-        if self._grace_seconds > 0 and not self._shut and not at_once:
+        barred = person_key(participant.identity.key) in self._barred
+        if self._grace_seconds > 0 and not (self._shut or at_once or barred):
             participant.grace = asyncio.create_task(
                 self._expire(participant), name="presence-grace"
             )
@@ -415,9 +468,11 @@ class Conference:
             return
         if options.recording and not self.room.can_record:
             raise Refused("cannot_record", CANNOT_RECORD)
+        # Each host's change is written to the audit log before it is made: a database
+        # held by someone else refuses it (busy) with nothing changed.
+        await self._record(identity.actor, "options_changed", **vars(options))
         self.options = options
         self._save_state()
-        await self._record(identity.actor, "options_changed", **vars(options))
         if self.started_at is not None:
             # Paused before anyone's indicator says so.
             await self._follow_recording()
@@ -433,22 +488,35 @@ class Conference:
         options = replace(self.options, locked=locked, waiting_room=waiting_room)
         if options == self.options:
             return
-        self.options = options
-        self._save_state()
         await self._record(
             identity.actor, "access_changed", locked=locked, waiting_room=waiting_room
         )
+        self.options = options
+        self._save_state()
         self._send_all({"type": "options", "options": vars(options)})
         if not waiting_room and not locked:
-            await self.let_in(identity, None)
+            # Not those who wait because a removed guest came from their address: a
+            # host lets them in one by one, having looked.
+            await self._admit(
+                identity,
+                [k for k in self._knocks.values() if k.address not in self._barred_addresses],
+            )
 
     async def let_in(self, identity: Identity, knock_id: str | None) -> None:
         """Let in one waiting guest, or (None) everyone waiting."""
         self._require_host(identity)
-        for knock in self._knocks_named(knock_id):
-            del self._knocks[knock.id]
-            self._let_in.add(person_key(knock.connection.identity.key))
+        await self._admit(identity, self._knocks_named(knock_id))
+
+    async def _admit(self, identity: Identity, knocks: list[Knock]) -> None:
+        for knock in knocks:
+            if knock.id not in self._knocks:
+                continue  # its page closed, or another host decided first
             await self._record(identity.actor, "guest_let_in", name=knock.connection.identity.name)
+            # Taken off the waiting list and in, with no await in between: a page that
+            # closes meanwhile is gone from one or the other when it leaves.
+            if self._knocks.pop(knock.id, None) is None:
+                continue
+            self._let_in.add(person_key(knock.connection.identity.key))
             await self._enter(knock.connection, knock.address)
         self._tell_hosts_who_waits()
 
@@ -456,17 +524,21 @@ class Conference:
         """Turn away one waiting guest, or (None) everyone waiting: for the rest of
         the event, on that browser."""
         self._require_host(identity)
-        knocks = self._knocks_named(knock_id)
-        for knock in knocks:
-            del self._knocks[knock.id]
-            self._barred[person_key(knock.connection.identity.key)] = CLOSE_TURNED_AWAY
-            self._save_person(knock.connection.identity.key)
+        turned_away = []
+        for knock in self._knocks_named(knock_id):
+            if knock.id not in self._knocks:
+                continue  # its page closed, or another host decided first
             await self._record(
                 identity.actor, "guest_turned_away", name=knock.connection.identity.name
             )
+            if self._knocks.pop(knock.id, None) is None:
+                continue
+            self._barred[person_key(knock.connection.identity.key)] = CLOSE_TURNED_AWAY
+            self._save_person(knock.connection.identity.key)
+            turned_away.append(knock)
         self._tell_hosts_who_waits()
         await asyncio.gather(
-            *(k.connection.close(CLOSE_TURNED_AWAY, "turned away") for k in knocks)
+            *(k.connection.close(CLOSE_TURNED_AWAY, "turned away") for k in turned_away)
         )
 
     async def remove(self, identity: Identity, participant_id: str) -> None:
@@ -477,15 +549,17 @@ class Conference:
         participant = self._by_public_id(participant_id)
         if participant.identity.is_host:
             raise Refused("cannot_remove_host", "A staff member of the event cannot be removed.")
-        self._barred[person_key(participant.identity.key)] = CLOSE_REMOVED
-        self._save_person(participant.identity.key)
-        if participant.identity.kind == "guest" and participant.address is not None:
-            self._barred_addresses.add(participant.address)
         await self._record(identity.actor, "participant_removed", participant=participant_id)
+        self._barred[person_key(participant.identity.key)] = CLOSE_REMOVED
+        address = participant.address if participant.identity.kind == "guest" else None
+        if address is not None:
+            self._barred_addresses.add(address)
+        self._save_person(participant.identity.key, barred_address=address)
+        # Their pages close before anything else waits on the database.
         connections = list(participant.connections)
+        await asyncio.gather(*(c.close(CLOSE_REMOVED, "removed") for c in connections))
         for connection in connections:
             await self.leave(connection, at_once=True)
-        await asyncio.gather(*(c.close(CLOSE_REMOVED, "removed") for c in connections))
 
     async def _knock(self, knock: Knock) -> None:
         self._knocks[knock.id] = knock
@@ -523,9 +597,11 @@ class Conference:
         self._require_host(identity)
         if self.started_at is not None:
             raise Refused("already_started", "The conference has started already.")
+        await self._record(identity.actor, "conference_started", **vars(self.options))
+        if self.started_at is not None:  # another host, meanwhile
+            return
         self.started_at = utc_now()
         self._save_state()
-        await self._record(identity.actor, "conference_started", **vars(self.options))
         self._send_all({"type": "started", "started_at": epoch_ms(self.started_at)})
         self._broadcast_moderation()
         self._schedule_end()
@@ -536,9 +612,9 @@ class Conference:
         participant = self._by_public_id(participant_id)
         if participant.shown == shown:
             return
+        await self._record(identity.actor, "shown_changed", participant=participant_id, shown=shown)
         participant.shown = shown
         self._save_person(participant.identity.key)
-        await self._record(identity.actor, "shown_changed", participant=participant_id, shown=shown)
         self._moderation_changed()
 
     async def set_permission(self, identity: Identity, participant_id: str, value: str) -> None:
@@ -551,11 +627,11 @@ class Conference:
             raise Refused("bad_permission", f"permission: one of {choices}.") from None
         if participant.permission is permission:
             return
-        participant.permission = permission
-        self._save_person(participant.identity.key)
         await self._record(
             identity.actor, "permission_changed", participant=participant_id, permission=value
         )
+        participant.permission = permission
+        self._save_person(participant.identity.key)
         self._moderation_changed()
 
     async def end(self, identity: Identity) -> None:
@@ -726,9 +802,10 @@ class Conference:
             },
         }
 
-    def _broadcast_moderation(self) -> None:
+    def _broadcast_moderation(self, skip: Collection[Subscriber] = ()) -> None:
         for connection in self.connections:
-            connection.send({"type": "moderation", **self._moderation(connection.identity)})
+            if connection not in skip:
+                connection.send({"type": "moderation", **self._moderation(connection.identity)})
 
     def _send_all(self, message: dict[str, Any]) -> None:
         for connection in self.connections:

@@ -1,7 +1,8 @@
-"""What a conference remembers across a server restart (migrations/0004): whether it
-started or ended, the host's options, and for each person their participant id, what
-the moderator allows them and shows of them, and whether they are kept out. Written
-as it changes; read when the conference is opened again."""
+"""What a conference remembers across a server restart (migrations/0004, 0005): whether
+it started or ended, the host's options, and for each person their participant id,
+what the moderator allows them and shows of them, whether they are kept out, and a
+removed guest's address. Written as it changes; read when the conference is opened
+again."""
 
 from __future__ import annotations
 
@@ -23,6 +24,12 @@ class SavedPerson:
     shown: bool
     barred: int | None = None
     let_in: bool = False
+    # Where a removed guest came from: newcomers from there wait to be let in.
+    barred_address: str | None = None
+
+    @property
+    def got_in(self) -> bool:
+        return bool(self.public_id)  # an id is given on the way in
 
 
 @dataclass
@@ -64,6 +71,7 @@ class ConferenceStates:
                 bool(person["shown"]),
                 person["barred"],
                 bool(person["let_in"]),
+                person["barred_address"],
             )
         return saved
 
@@ -90,10 +98,12 @@ class ConferenceStates:
     async def save_person(self, event_id: int, key: str, person: SavedPerson) -> None:
         await self._db.execute(
             "INSERT INTO conference_people"
-            " (event_id, person_key, public_id, permission, shown, barred, let_in)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id, person_key) DO UPDATE SET"
+            " (event_id, person_key, public_id, permission, shown, barred, let_in,"
+            " barred_address) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (event_id, person_key) DO UPDATE SET"
             " public_id = excluded.public_id, permission = excluded.permission,"
-            " shown = excluded.shown, barred = excluded.barred, let_in = excluded.let_in",
+            " shown = excluded.shown, barred = excluded.barred, let_in = excluded.let_in,"
+            " barred_address = excluded.barred_address",
             (
                 event_id,
                 key,
@@ -102,5 +112,6 @@ class ConferenceStates:
                 person.shown,
                 person.barred,
                 person.let_in,
+                person.barred_address,
             ),
         )

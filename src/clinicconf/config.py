@@ -21,6 +21,7 @@ ENV_PREFIX: Final = "CLINICCONF_"
 
 SmtpSecurity = Literal["starttls", "tls", "none"]
 Forwarding = Literal["packets", "transcode"]
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # The STUN and TURN URL forms aiortc uses (aiortc/rtcicetransport.py connection_kwargs):
 # it silently skips others (stuns:, turns: over udp, another transport), which would
@@ -54,6 +55,11 @@ class Settings:
     # after this many minutes without a request. Activity is recorded at most once a
     # minute, so the session ends between N-1 and N minutes after the last request.
     session_idle_minutes: int = 15
+    # Comma-separated addresses or networks of the reverse proxies in front of the
+    # server. A request from one of them is taken to come from the address its
+    # X-Forwarded-For names (the nearest not itself a trusted proxy): guessing limits
+    # and removals then count each client, not the proxy everyone shares.
+    trusted_proxies: str = ""
     # Region assumed for phone numbers typed without a country code.
     phone_region: str = "US"
     log_level: str = "INFO"
@@ -133,6 +139,14 @@ class Settings:
         return bool(self.vonage_api_key)
 
     @property
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        return tuple(
+            ipaddress.ip_network(part.strip(), strict=False)
+            for part in self.trusted_proxies.split(",")
+            if part.strip()
+        )
+
+    @property
     def ice_address_list(self) -> tuple[str, ...]:
         return tuple(part.strip() for part in self.ice_addresses.split(",") if part.strip())
 
@@ -157,6 +171,12 @@ class Settings:
             raise ConfigError("session_idle_minutes: must be between 2 and 720")
         if self.log_level.upper() not in logging.getLevelNamesMapping():
             raise ConfigError("log_level: must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        try:
+            proxies = self.trusted_proxy_networks
+        except ValueError as exc:
+            raise ConfigError(f"trusted_proxies: {exc}") from exc
+        if any(network.prefixlen == 0 for network in proxies):
+            raise ConfigError("trusted_proxies: a /0 network would believe every client")
         if self.phone_region not in phonenumbers.SUPPORTED_REGIONS:
             raise ConfigError("phone_region: must be a two-letter region code such as US or GB")
         self._validate_ice()

@@ -97,6 +97,7 @@ async def run_checks(settings: Settings) -> list[Finding]:
     )
     return [
         _check_base_url(public_url, public),
+        _check_proxies(settings),
         _check_turn(settings),
         smtp,
         _check_vonage(settings, vonage),
@@ -168,6 +169,23 @@ def _check_base_url(url: str, reached: Reached | None) -> Finding:
         f"{url} has no TLS: join links, passwords and sessions would cross the network"
         f" readable by anyone on the way; {to_go_live}",
     )
+
+
+def _check_proxies(settings: Settings) -> Finding:
+    subject = "reverse proxy"
+    if settings.trusted_proxies:
+        return Finding(
+            "ok", subject, f"the client addresses forwarded by {settings.trusted_proxies} count"
+        )
+    if settings.public_base_url.startswith("https://"):
+        return Finding(
+            "warning",
+            subject,
+            "none in trusted_proxies: if a reverse proxy relays to this server, list its"
+            " address there, or every client counts as the proxy and one person guessing"
+            " links locks every join link out",
+        )
+    return Finding("ok", subject, "none: each client counts by its own address")
 
 
 def _check_turn(settings: Settings) -> Finding:
@@ -331,8 +349,12 @@ def backup(settings: Settings, target: Path) -> int:
         )
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise Conflict(f"{target} is not an empty directory: give a new or empty one")
-    # The database and the key together let anyone use every join link: owner only.
+    # The database and the key together let anyone use every join link: owner only,
+    # also when the directory was there already (nobody else may swap a file in).
     target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if target.stat().st_uid != os.geteuid():
+        raise Conflict(f"{target} belongs to another user: give a directory of your own")
+    target.chmod(0o700)
 
     database = target / settings.database_path.name
     _copy_database(settings.database_path, database)

@@ -5,9 +5,8 @@ uses up anyone's allowance. Once a limit is reached, every attempt it covers is 
 alike, right or wrong, until the window has passed: answering a right one would tell
 the guesser which it was.
 
-An address is the connection's (`request.remote`). Behind a reverse proxy that is the
-proxy's, shared by every client, unless the proxy's forwarded address is put there
-(aiohttp does not trust X-Forwarded-For by itself, nor should it by default).
+An address is the client's (web/middleware.py, `client_address`): the connection's, or
+behind a trusted reverse proxy (settings.trusted_proxies) the one it forwarded.
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@ they have guessed wrong), CSRF, and the mapping of domain errors to HTML pages o
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import sqlite3
+from collections.abc import Sequence
 from typing import Final, Literal
 
 from aiohttp import hdrs, web
@@ -13,6 +15,7 @@ from yarl import URL
 
 from .. import accounts, keys
 from ..accounts import StaffUser
+from ..config import IPNetwork
 from ..errors import AuthenticationRequired, ClinicConfError, PermissionDenied, ServerBusy
 from ..scheduling import Scheduler
 from ..security import new_token, tokens_equal
@@ -36,6 +39,9 @@ _LINK_ROUTES: Final[dict[str, Literal["personal", "public"]]] = {
     "/p/{token}": "public",
     "/p/{token}/ws": "public",
 }
+# What a page asks for by itself, every few seconds, with nobody at the screen: no
+# activity, or a workstation left on a recording's page would never be signed out.
+_ASKED_BY_ITSELF: Final = frozenset({"/recordings/{recording_id}/status"})
 
 _SECURITY_HEADERS: Final = {
     "Content-Security-Policy": (
@@ -84,9 +90,52 @@ def idle_sign_out_message(request: web.Request) -> str:
 
 
 def client_address(request: web.Request) -> str:
-    """Who failures are counted against: the connection's address (see throttle.py
-    for a reverse proxy)."""
-    return request.remote or ""
+    """Who failures are counted against, and who a removed guest was: the client's
+    address (see forwarded_client). An IPv6 client counts by its /64, the block a
+    household or an office is given to pick its addresses from at will."""
+    address = request.remote or ""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is None:
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return address
+
+
+@web.middleware
+async def forwarded_client(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A request relayed by a trusted reverse proxy (settings.trusted_proxies) comes
+    from the address the proxy forwarded; anyone else's X-Forwarded-For is ignored, as
+    a client may write whatever it likes there."""
+    proxies = request.app[keys.SETTINGS].trusted_proxy_networks
+    if proxies and _within(request.remote, proxies):
+        client = _forwarded_for(request.headers.getall(hdrs.X_FORWARDED_FOR, []), proxies)
+        if client is not None:
+            request = request.clone(remote=client)
+    return await handler(request)
+
+
+def _forwarded_for(values: Sequence[str], proxies: tuple[IPNetwork, ...]) -> str | None:
+    """The nearest address in X-Forwarded-For that is not a trusted proxy: each proxy
+    appends the address it was reached from, so those further left are the client's
+    own claims. None when there is no such address, or it is not one."""
+    hops = [hop.strip() for value in values for hop in value.split(",")]
+    for hop in reversed(hops):
+        if not _within(hop, proxies):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return None
+    return None
+
+
+def _within(address: str | None, networks: tuple[IPNetwork, ...]) -> bool:
+    try:
+        parsed = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    return any(parsed in network for network in networks)
 
 
 def json_error(status: int, code: str, message: str, field: str | None = None) -> web.Response:
@@ -185,7 +234,10 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
     elif session_token := request.cookies.get(SESSION_COOKIE):
         try:
             user = await accounts.session_user(
-                db, session_token, request.app[keys.SETTINGS].session_idle
+                db,
+                session_token,
+                request.app[keys.SETTINGS].session_idle,
+                activity=_route_of(request) not in _ASKED_BY_ITSELF,
             )
         except accounts.SessionIdle:
             request[SIGNED_OUT_IDLE] = True
@@ -197,8 +249,12 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 def _link_route_kind(request: web.Request) -> Literal["personal", "public"] | None:
+    return _LINK_ROUTES.get(_route_of(request) or "")
+
+
+def _route_of(request: web.Request) -> str | None:
     resource = request.match_info.route.resource
-    return None if resource is None else _LINK_ROUTES.get(resource.canonical)
+    return None if resource is None else resource.canonical
 
 
 def _refuse_while_locked_out(failures: RecentFailures, address: str, what: str) -> None:

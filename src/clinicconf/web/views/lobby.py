@@ -27,7 +27,7 @@ from ...conference import (
     now_ms,
 )
 from ...errors import Conflict, PermissionDenied, Refused, ServerBusy
-from ..middleware import database_busy
+from ..middleware import client_address, database_busy
 from ..socket import PROTOCOL_VERSION, PageConnection
 from .join import MAX_DISPLAY_NAME, open_join_link
 
@@ -81,6 +81,12 @@ class Session:
 Handler = Callable[[Session, dict[str, Any]], Awaitable[None]]
 # Each message type: its handler and its fields with their types.
 _HANDLERS: dict[str, tuple[Handler, dict[str, type]]] = {}
+# A host's change is answered once written (conference_state.py): a server killed the
+# moment after still takes it up again.
+_SAVED_BEFORE_ANSWERED: Final = frozenset(
+    {"set_options", "set_access", "let_in", "let_in_all", "turn_away", "turn_away_all",
+     "remove", "start", "set_shown", "set_permission", "end"}
+)  # fmt: skip
 
 
 def handles(message_type: str, **fields: type) -> Callable[[Handler], Handler]:
@@ -245,6 +251,8 @@ async def _answer(session: Session, text: str) -> bool:
         _check_flood(session)
         message_id, message = _parse(text, session)
         await _handler_for(message)(session, message)
+        if message["type"] in _SAVED_BEFORE_ANSWERED:
+            await session.conference.saved()
     except ProtocolError as exc:
         await _reply(session, _error(message_id, exc.code, exc.message), now=exc.close)
         return not exc.close
@@ -293,7 +301,9 @@ async def _socket(request: web.Request, kind: Literal["personal", "public"]) -> 
     if conference.ended_by is not None:
         await ws.close(code=CLOSE_ENDED, message=b"ended")
         return ws
-    session = Session(ws, conference, person, public=kind == "public", address=request.remote)
+    session = Session(
+        ws, conference, person, public=kind == "public", address=client_address(request)
+    )
     try:
         conference.attach(session)
     except Conflict:
