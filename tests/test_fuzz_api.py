@@ -37,6 +37,7 @@ from clinicconf.web import openapi
 
 from .clinic import build_clinic
 from .conftest import ADMIN_PASSWORD, LOOPBACK_ICE, Account, make_account
+from .fuzzing import REPEATABLE
 from .servers import HOST, free_port
 from .test_recordings_pages import PAT, SAM, Media, compose, recording_of
 
@@ -88,10 +89,8 @@ ERROR_CODES: Final = {
     503: "busy",
 }
 FUZZ: Final = settings(
+    REPEATABLE,
     max_examples=25,
-    deadline=None,
-    database=None,
-    derandomize=True,  # the same requests on every run, in CI too
     # One server for every example, on purpose: what an example changes stays.
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much],
 )

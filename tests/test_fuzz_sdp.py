@@ -37,6 +37,7 @@ from playwright.async_api import Page
 from clinicconf.config import Settings
 
 from .browser import chromium, new_context, watch_errors
+from .fuzzing import REPEATABLE
 from .lobby_helpers import RECEIVE_TIMEOUT, Client, Lobby
 from .lobby_helpers import lobby as lobby
 from .lobby_helpers import settings as settings
@@ -51,10 +52,8 @@ HOST_SHADE, PAGE_SHADE = 50, 200
 SETTLE_SECONDS: Final = 1.5
 
 FUZZ: Final = hypothesis_settings(
+    REPEATABLE,
     max_examples=30,
-    deadline=None,
-    database=None,
-    derandomize=True,  # the same answers on every run, in CI too
     phases=[Phase.explicit, Phase.generate, Phase.shrink],
     # One conference, its host in it throughout, for every example; each example's
     # page joins, answers and leaves.

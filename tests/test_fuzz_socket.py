@@ -33,6 +33,7 @@ from clinicconf.scheduling import EventInput
 from clinicconf.sfu.router import Permission
 from clinicconf.web.views.lobby import _HANDLERS
 
+from .fuzzing import REPEATABLE
 from .lobby_helpers import RECEIVE_TIMEOUT, Client, Lobby, Page, socket_path
 from .lobby_helpers import lobby as lobby
 from .lobby_helpers import settings as settings
@@ -61,10 +62,8 @@ Role = Literal["host", "patient", "guest"]
 T = TypeVar("T")
 
 FUZZ: Final = hypothesis.settings(
+    REPEATABLE,
     max_examples=40,
-    deadline=None,
-    database=None,
-    derandomize=True,  # the same messages on every run, in CI too
     phases=[Phase.explicit, Phase.generate, Phase.shrink],
     # The app, its client and caplog serve every example; each example opens a
     # conference of its own.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import logging
 import re
@@ -138,7 +139,7 @@ class Settings:
     def vonage_configured(self) -> bool:
         return bool(self.vonage_api_key)
 
-    @property
+    @functools.cached_property  # read on every request
     def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
         return tuple(
             ipaddress.ip_network(part.strip(), strict=False)
