@@ -380,8 +380,11 @@ async def test_public_link_hides_patient_names_and_asks_for_a_display_name(
     named = await submit(client, conference.public_path, {"display_name": " <b>Guest</b> "})
     assert named.status == 200
     assert "You will join as <strong>&lt;b&gt;Guest&lt;/b&gt;</strong>" in named.text
+    disguised = await submit(client, conference.public_path, {"display_name": "\u202enimdA adA"})
+    assert "You will join as <strong>nimdA adA</strong>" in disguised.text
 
-    for bad in ("   ", "x" * 61):
+    # Blank, too long, or only characters that draw nothing (zero-width, a filler letter).
+    for bad in ("   ", "x" * 61, "\u200b\u2060", "\u3164"):
         refused = await submit(client, conference.public_path, {"display_name": bad})
         assert refused.status == 422
         assert "You will join as" not in refused.text

@@ -11,7 +11,7 @@ from typing import Final, Literal
 
 import phonenumbers
 
-from . import audit
+from . import audit, names
 from .accounts import StaffUser, setup_token_valid
 from .db import Database, Row, Transaction, from_db_time, to_db_time, utc_now
 from .errors import Conflict, NotFound, PermissionDenied, ValidationError
@@ -126,7 +126,7 @@ class SavedEvent:
 
 
 def clean_name(value: str, field_name: str = "name") -> str:
-    value = value.strip()
+    value = names.clean(value)
     if not value:
         raise ValidationError("This field is required.", field_name)
     if len(value) > MAX_NAME:

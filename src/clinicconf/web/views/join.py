@@ -15,7 +15,7 @@ from typing import Final, Literal
 
 from aiohttp import web
 
-from ... import audit, keys
+from ... import audit, keys, names
 from ...db import utc_now
 from ...links import JoinLink, LinkWindow
 from ...scheduling import Event, Patient, Staff
@@ -171,7 +171,7 @@ async def choose_display_name(request: web.Request) -> web.Response:
     if opened is None or opened.state != "open":
         return _closed_page(request, opened)
     form = await read_form(request)
-    name = form.get("display_name", "").strip()
+    name = names.clean(form.get("display_name", ""))
     if not name:
         error = "Please type the name the others will see."
     elif len(name) > MAX_DISPLAY_NAME:

@@ -16,7 +16,7 @@ from typing import Any, Final, Literal
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from ... import keys
+from ... import keys, names
 from ...conference import (
     CLOSE_ENDED,
     CLOSE_FULL,
@@ -105,10 +105,13 @@ async def hello(session: Session, message: dict[str, Any]) -> None:
     if not _CLIENT_KEY.fullmatch(client_key):
         raise ProtocolError("bad_message", "client_key: 16 to 64 letters, digits, - or _.")
     if session.public:
-        name = message.get("display_name")
-        if not isinstance(name, str) or not 1 <= len(name.strip()) <= MAX_DISPLAY_NAME:
-            raise ProtocolError("bad_message", f"display_name: 1 to {MAX_DISPLAY_NAME} characters.")
-        identity = Identity("guest", " ".join(name.split()), guest_key=client_key)
+        typed = message.get("display_name")
+        name = names.clean(typed) if isinstance(typed, str) else ""
+        if not 1 <= len(name) <= MAX_DISPLAY_NAME:
+            raise ProtocolError(
+                "bad_message", f"display_name: 1 to {MAX_DISPLAY_NAME} visible characters."
+            )
+        identity = Identity("guest", name, guest_key=client_key)
     else:
         assert session.person is not None, "a personal link names its holder"
         identity = session.person
