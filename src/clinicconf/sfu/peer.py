@@ -11,6 +11,7 @@ many kinds of exceptions on malformed SDP and cannot always be closed after them
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Callable
@@ -86,6 +87,9 @@ class Peer:
         self._waiting_answer: SessionDescription | None = None
         self._offer_again = False
         self._answer_timer: asyncio.TimerHandle | None = None
+        # The last offer's making, which gathers candidates on new sockets (close()
+        # waits for it).
+        self._making_offer: asyncio.Task[bool] | None = None
         self.closed = False
         pc.on("connectionstatechange", self._connection_state_changed)
 
@@ -124,14 +128,16 @@ class Peer:
             self._offer_again = True
             return
         self._negotiating, self._offer_again = True, False
+        # In a task of its own, which close() waits for and nobody cancels: see close().
+        self._making_offer = asyncio.create_task(self._make_offer(), name="peer-offer")
         try:
-            await self._pc.setLocalDescription(await self._pc.createOffer())
+            made = await asyncio.shield(self._making_offer)
         except Exception as exc:  # the connection was closed under us, by the page or aiortc
             if not self.closed:
                 log.info("an offer could not be made: %s", type(exc).__name__)
                 self._failed(self, "The connection to the media server was lost.")
             return
-        if self.closed:
+        if not made:
             return
         description = self._pc.localDescription
         self._waiting_answer = SessionDescription.parse(description.sdp)
@@ -148,6 +154,15 @@ class Peer:
                 **self._offer_extras,
             }
         )
+
+    async def _make_offer(self) -> bool:
+        """Create the offer and gather its candidates; False if the connection is
+        being closed, and then nothing is gathered."""
+        offer = await self._pc.createOffer()
+        if self.closed:
+            return False
+        await self._pc.setLocalDescription(offer)
+        return not self.closed
 
     async def answer(self, sdp: str) -> None:
         """Apply the page's answer; BadAnswer if it cannot be used."""
@@ -217,6 +232,14 @@ class Peer:
             await source.close()
         for slot in self.slots:
             slot.outlet.close()
+        # aioice closes the sockets a gathering has opened, but adds them to what it
+        # closes only once the gathering is done: a connection closed in the middle
+        # would leave them open for good. So the gathering is let finish first (at
+        # most aioice's 5 s for STUN and TURN), never cancelled, which would leave the
+        # sockets of its STUN and TURN requests open in the same way.
+        if self._making_offer is not None:
+            with contextlib.suppress(Exception):  # offer() has dealt with it
+                await self._making_offer
         # After some failed answers aiortc's own close raises (a transport it unset).
         try:
             await self._pc.close()
