@@ -9,6 +9,9 @@ file to check (docs/research/aiortc-sfu.md, section 2).
 
 aiortc contacts Google's STUN server unless given a list of ICE servers, so every
 configuration built here carries an explicit list, empty when none is configured.
+
+A browser's answer names the addresses the server is to send connectivity checks to;
+`BrowserAddresses` says which of them a browser can honestly have.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import hmac
 import ipaddress
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeVar
 
 import aioice.ice
@@ -36,6 +40,12 @@ SERVER_TURN_USER: Final = "clinicconf-server"
 _AIOICE_HOST_ADDRESSES: Final = aioice.ice.get_host_addresses
 
 _Protocol = TypeVar("_Protocol", bound=asyncio.BaseProtocol)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# "This host on this network" (RFC 1122): Linux delivers what is sent to 0.0.0.0 to
+# the host itself.
+_THIS_NETWORK: Final = ipaddress.IPv4Network("0.0.0.0/8")
+_LIMITED_BROADCAST: Final = ipaddress.IPv4Address("255.255.255.255")
 
 
 class _HostAddresses(Protocol):
@@ -58,6 +68,50 @@ def install(settings: Settings) -> None:
         vars(aioice.ice)["asyncio"] = _asyncio_binding_in(ports)
     else:
         vars(aioice.ice)["asyncio"] = asyncio
+
+
+@dataclass(frozen=True)
+class BrowserAddresses:
+    """The addresses a browser's ICE candidate may name: those the server may send
+    connectivity checks to. Refused: the server itself (loopback; its own media
+    addresses, `own`) and what is no one browser's address (link-local, multicast,
+    unspecified and broadcast addresses). When `own` includes loopback (tests, a
+    laptop), the browsers are on the same machine and reach the server over loopback:
+    then loopback candidates are accepted, the server's own included. Names are
+    refused, mDNS ones (.local) too: resolving one would send a multicast query onto
+    the clinic's network on a page's behalf and believe whichever host answers."""
+
+    own: frozenset[IPAddress]
+
+    @classmethod
+    def besides(cls, own: Iterable[str]) -> BrowserAddresses:
+        """Every address but the server's own addresses `own` and those above."""
+        return cls(frozenset(_canonical(ipaddress.ip_address(address)) for address in own))
+
+    def admit(self, host: str, port: int) -> bool:
+        try:
+            address = _canonical(ipaddress.ip_address(host))
+        except ValueError:  # a name
+            return False
+        if not 1 <= port <= 65535:
+            return False
+        if address.is_loopback:
+            return any(own.is_loopback for own in self.own)
+        return not (
+            address in self.own
+            or address.is_link_local
+            or address.is_multicast
+            or address.is_unspecified
+            or address in _THIS_NETWORK
+            or address == _LIMITED_BROADCAST
+        )
+
+
+def _canonical(address: IPAddress) -> IPAddress:
+    """An IPv4 address written as IPv6 (::ffff:127.0.0.1) is that IPv4 address."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def turn_credentials(secret: str, user: str, expires_at: int) -> tuple[str, str]:

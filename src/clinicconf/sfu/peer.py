@@ -21,6 +21,7 @@ from typing import Any, Final
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.sdp import SessionDescription
 
+from . import ice
 from .forward import Forwarding, Outlet, Source
 from .router import KINDS, Kind
 
@@ -41,6 +42,7 @@ MAX_CANDIDATES_OFFERED: Final = 100
 _SENDING: Final = ("sendonly", "inactive")
 _RECEIVING: Final = ("recvonly", "inactive")
 _CODECS: Final = {"audio": ("audio/opus",), "video": ("video/VP8", "video/rtx")}
+_CANDIDATE: Final = "a=candidate:"
 
 
 class BadAnswer(Exception):
@@ -70,6 +72,7 @@ class Peer:
         send: Callable[[dict[str, Any]], None],
         offer_extras: dict[str, Any],
         failed: Callable[[Peer, str], None],
+        ice_addresses: tuple[str, ...],
     ) -> None:
         # Names this connection in every message about it: a page tells an offer or a
         # closing of its current connection from one of an earlier connection.
@@ -79,6 +82,9 @@ class Peer:
         self._send = send
         self._offer_extras = offer_extras
         self._failed = failed
+        # The media addresses the server announces (settings.ice_addresses), besides
+        # those its offers name.
+        self._ice_addresses = ice_addresses
         self._publish = {kind: self._transceiver(kind, "recvonly") for kind in KINDS}
         self.sources: dict[Kind, Source] = {}
         self.slots: list[Slot] = []
@@ -174,9 +180,11 @@ class Peer:
         self._waiting_answer = None
         if self._answer_timer is not None:
             self._answer_timer.cancel()
+        own = (*self._ice_addresses, *_host_addresses(offer))
+        honest = honest_candidates(sdp, ice.BrowserAddresses.besides(own))
         try:
             await self._pc.setRemoteDescription(
-                RTCSessionDescription(spread_candidates(sdp), "answer")
+                RTCSessionDescription(spread_candidates(honest), "answer")
             )
         except Exception as exc:  # aiortc raises many kinds on what it cannot apply
             log.info("an answer could not be applied: %s", type(exc).__name__)
@@ -245,6 +253,35 @@ class Peer:
             await self._pc.close()
         except Exception as exc:
             log.warning("a peer connection did not close cleanly: %s", type(exc).__name__)
+
+
+def honest_candidates(sdp: str, addresses: ice.BrowserAddresses) -> str:
+    """The answer without the candidates the server must not send to. The browser's
+    own checks still teach the server the addresses they come from (peer-reflexive
+    candidates, RFC 8445 section 7.3.1.3), as for a browser that names its addresses
+    by mDNS only. Lines are split and read as aiortc reads them (and as
+    spread_candidates does, which also strips them)."""
+    lines = sdp.splitlines()
+    kept = [
+        line
+        for line in lines
+        if not line.strip().startswith(_CANDIDATE) or _admitted(line.strip(), addresses)
+    ]
+    return sdp if len(kept) == len(lines) else "".join(f"{line}\r\n" for line in kept)
+
+
+def _admitted(candidate: str, addresses: ice.BrowserAddresses) -> bool:
+    """foundation component transport priority address port typ type ..."""
+    fields = candidate.removeprefix(_CANDIDATE).split()
+    try:
+        return len(fields) >= 8 and addresses.admit(fields[4], int(fields[5]))
+    except ValueError:  # what aiortc could not read either
+        return False
+
+
+def _host_addresses(offer: SessionDescription) -> list[str]:
+    """The server's own addresses its offer names."""
+    return [c.ip for m in offer.media for c in m.ice_candidates if c.type == "host"]
 
 
 def spread_candidates(sdp: str) -> str:

@@ -108,7 +108,14 @@ class Room:
             raise Refused("media_full", f"{MAX_MEDIA_GUESTS} guests already take part here.")
         pc = RTCPeerConnection(ice.server_configuration(self._settings))
         extras = {"ice_servers": ice.browser_ice_servers(self._settings, participant)}
-        peer = Peer(pc, self._forwarding, page.send, extras, self._peer_failed)
+        peer = Peer(
+            pc,
+            self._forwarding,
+            page.send,
+            extras,
+            self._peer_failed,
+            self._settings.ice_address_list,
+        )
         # In its place before any wait, so that two windows joining at once each
         # replace the other's peer rather than both keeping one.
         earlier = self._people.get(participant)
