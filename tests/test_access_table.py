@@ -2,7 +2,8 @@
 against every role, in two tables with the answer each cell should get.
 
 The roles: an administrator, a staff member of the event and one who is not on it
-(each signed in, with an API token for /api/v1), a patient holding only their join
+(each signed in, with an API token for /api/v1; only the first two change the event or
+hand out its links, issue 13), a patient holding only their join
 link, a public guest holding only the public link, and someone signed out. A join
 link's routes are asked by the holder of a link in each state: usable, not open yet,
 over, cancelled, withdrawn (the event no longer has it), unknown, or of the other kind
@@ -95,6 +96,10 @@ NO_RECORDING: Final = Answer(404, says="No such recording.")
 SETUP_DONE: Final = Answer(410, says="Setup is already done")
 LISTS_RECORDING: Final = Answer(200, says='href="/recordings/{recording_id}?')
 HIDES_RECORDING: Final = Answer(200, says="not shown to you")
+NOT_ON_EVENT_PAGE: Final = Answer(
+    403, says="Only the event&#39;s staff and administrators can do this."
+)
+NOT_ON_EVENT_JSON: Final = Answer(403, says='"code": "forbidden"')
 NOT_VALID: Final = Answer(404, says="This link is not valid")
 CLOSED_PAGE: Final = {
     "early": Answer(403, says="This link is not open yet"),
@@ -142,6 +147,16 @@ def staff_page(answer: Answer = OK) -> dict[str, Answer]:
 def staff_json(answer: Answer = OK) -> dict[str, Answer]:
     """The API, and the pages' fetch() calls: any staff member; a 401 for the rest."""
     return any_staff(answer, UNAUTHENTICATED)
+
+
+def event_staff_page(answer: Answer = OK) -> dict[str, Answer]:
+    """Changing an event, through its pages: its staff and the administrators."""
+    return by_role(answer, answer, NOT_ON_EVENT_PAGE, SIGN_IN)
+
+
+def event_staff_json(answer: Answer = OK) -> dict[str, Answer]:
+    """Changing an event or handing out its links, from the pages' scripts or the API."""
+    return by_role(answer, answer, NOT_ON_EVENT_JSON, UNAUTHENTICATED)
 
 
 def admin_only(answer: Answer, refused: Answer, outsiders: Answer) -> dict[str, Answer]:
@@ -228,28 +243,31 @@ ROUTES: Final = [
         "GET /events/{event_id}",
         by_role(LISTS_RECORDING, LISTS_RECORDING, HIDES_RECORDING, SIGN_IN),
     ),
-    Route("GET /events/{event_id}/edit", staff_page()),
-    Route("POST /events/{event_id}/edit", staff_page(INCOMPLETE), form={}),
-    Route("GET /events/{event_id}/cancel", staff_page()),
+    Route("GET /events/{event_id}/edit", event_staff_page()),
+    Route("POST /events/{event_id}/edit", event_staff_page(INCOMPLETE), form={}),
+    Route("GET /events/{event_id}/cancel", event_staff_page()),
     Route(
         "POST /events/{event_id}/cancel",
-        staff_page(Answer(303, to="/events/{event_id}?cancelled=1")),
+        event_staff_page(Answer(303, to="/events/{event_id}?cancelled=1")),
         args={"event_id": NEW},
         form={},
     ),
     # The event page's scripts.
     Route(
         "POST /events/{event_id}/people/{kind}/{person_id}/link",
-        staff_json(Answer(200, says="/j/")),
+        event_staff_json(Answer(200, says="/j/")),
         json={},
     ),
     Route(
         "POST /events/{event_id}/people/{kind}/{person_id}/send",
-        staff_json(Answer(202, says='"channel": "email"')),
+        event_staff_json(Answer(202, says='"channel": "email"')),
         json={"channel": "email"},
     ),
+    # A staff member's own link, on the event or not (Olive's opens as hers).
     Route("POST /events/{event_id}/my-link", staff_json(Answer(200, says="/j/")), json={}),
-    Route("POST /events/{event_id}/public-link", staff_json(Answer(200, says="/p/")), json={}),
+    Route(
+        "POST /events/{event_id}/public-link", event_staff_json(Answer(200, says="/p/")), json={}
+    ),
     # Recordings.
     Route("GET /recordings/{recording_id}", recording()),
     Route("GET /recordings/{recording_id}/status", recording(Answer(200, says='"ready"'))),
@@ -315,15 +333,15 @@ ROUTES: Final = [
         },
     ),
     Route("GET /api/v1/events/{event_id}", staff_json()),
-    Route("GET /api/v1/events/{event_id}/links", staff_json(Answer(200, says="/j/"))),
+    Route("GET /api/v1/events/{event_id}/links", event_staff_json(Answer(200, says="/j/"))),
     Route(
         "POST /api/v1/events/{event_id}/cancel",
-        staff_json(Answer(200, says='"status": "cancelled"')),
+        event_staff_json(Answer(200, says='"status": "cancelled"')),
         args={"event_id": NEW},
     ),
     Route(
         "POST /api/v1/events/{event_id}/participants/{kind}/{person_id}/send",
-        staff_json(Answer(202, says='"status": "queued"')),
+        event_staff_json(Answer(202, says='"status": "queued"')),
         args={"kind": "patients"},
         json={"channel": "email"},
     ),

@@ -1,5 +1,9 @@
 """Staff, patients, event types and events: the rules, and the one door through
-which pages, the API and the CLI change them."""
+which pages, the API and the CLI change them.
+
+Any staff member may create an event; only its linked staff and the administrators
+may change or cancel it, or copy, send or list its join links (may_change). Once it
+has ended, whom it links stays as it was."""
 
 from __future__ import annotations
 
@@ -162,6 +166,45 @@ def clean_phone(value: str | None, region: str) -> str | None:
 def _require_admin(user: StaffUser) -> None:
     if not user.is_admin:
         raise PermissionDenied("Only an administrator can do this.")
+
+
+NOT_ON_EVENT: Final = "Only the event's staff and administrators can do this."
+
+
+def may_change(user: StaffUser, event: Event) -> bool:
+    """Whether `user` may change `event` (edit, cancel) and hand out or send its join
+    links: its linked staff and the administrators. Anyone may create an event."""
+    return user.is_admin or event.person("staff", user.id) is not None
+
+
+def require_may_change(user: StaffUser, event: Event) -> None:
+    if not may_change(user, event):
+        raise PermissionDenied(NOT_ON_EVENT)
+
+
+def has_ended(event: Event) -> bool:
+    return event.end <= utc_now()
+
+
+def _check_links_kept(before: Event, data: EventInput) -> None:
+    """An event that has ended keeps whom it links: its recordings and messages were
+    made for those people. Its title, type and times may still change (moved to a
+    later time, it takes place again with the same people)."""
+    if not has_ended(before):
+        return
+    changed = [
+        field_name
+        for field_name, was, wanted in (
+            ("staff_ids", {s.id for s in before.staff}, set(data.staff_ids)),
+            ("patient_ids", {p.id for p in before.patients}, set(data.patient_ids)),
+            ("record_patient_id", before.record_patient_id, data.record_patient_id),
+        )
+        if was != wanted
+    ]
+    if changed:
+        raise ValidationError(
+            "This event has ended: whom it links can no longer change.", changed[0]
+        )
 
 
 def _staff(row: Row) -> Staff:
@@ -342,9 +385,11 @@ class Scheduler:
     async def update_event(self, user: StaffUser, event_id: int, data: EventInput) -> SavedEvent:
         async with self.db.transaction() as tx:
             before = await self._load_event(tx, event_id)
+            require_may_change(user, before)
             if before.cancelled:
                 raise Conflict("A cancelled event cannot be changed.")
             await self._check_event(tx, data)
+            _check_links_kept(before, data)
             await tx.execute(
                 "UPDATE events SET title = ?, event_type_id = ?, start_at = ?, end_at = ?,"
                 " record_patient_id = ?, sequence = sequence + 1, updated_at = ? WHERE id = ?",
@@ -380,6 +425,7 @@ class Scheduler:
     async def cancel_event(self, user: StaffUser, event_id: int) -> Event:
         async with self.db.transaction() as tx:
             event = await self._load_event(tx, event_id)
+            require_may_change(user, event)
             if event.cancelled:
                 raise Conflict("This event is cancelled already.")
             await tx.execute(
@@ -416,6 +462,7 @@ class Scheduler:
         """A linked person's join link, for staff to copy; the copy is audited."""
         async with self.db.transaction() as tx:
             event = await self._open_event_with_video(tx, event_id)
+            require_may_change(user, event)
             if event.person(kind, person_id) is None:
                 raise NotFound(f"This {kind} is not linked to the event.")
             link_id = await self.links.ensure(tx, event_id, kind, person_id)
@@ -426,7 +473,9 @@ class Scheduler:
         return url
 
     async def my_link(self, user: StaffUser, event_id: int) -> str:
-        """The signed-in staff member's own link, created when they are not linked."""
+        """The signed-in staff member's own link, created when they are not linked: any
+        staff member may join (a colleague covering), which hands out nobody else's
+        link and gives no access to the event's recordings."""
         async with self.db.transaction() as tx:
             await self._open_event_with_video(tx, event_id)
             link_id = await self.links.ensure(tx, event_id, "staff", user.id, self_issued=True)
@@ -438,6 +487,7 @@ class Scheduler:
     async def public_link(self, user: StaffUser, event_id: int) -> str:
         async with self.db.transaction() as tx:
             event = await self._open_event_with_video(tx, event_id)
+            require_may_change(user, event)
             if not event.event_type.public_conference:
                 raise Conflict("This event is not a Public Conference.")
             url = await self.links.url(tx, await self.links.ensure(tx, event_id, "public", None))
@@ -449,6 +499,7 @@ class Scheduler:
     ) -> None:
         async with self.db.transaction() as tx:
             event = await self._open_event_with_video(tx, event_id)
+            require_may_change(user, event)
             person = event.person(kind, person_id)
             if person is None:
                 raise NotFound(f"This {kind} is not linked to the event.")
@@ -471,6 +522,7 @@ class Scheduler:
         """Every join link of an event, for the API; handing them out is audited."""
         async with self.db.transaction() as tx:
             event = await self._load_event(tx, event_id)
+            require_may_change(user, event)
             staff, patients = [], []
             if event.event_type.video_conferencing:
                 for person in event.staff:

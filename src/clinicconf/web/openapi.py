@@ -255,6 +255,10 @@ _BODY_ERRORS: Final = {
 }
 _ADMIN_ONLY: Final = {403: "Only an administrator's token may do this."}
 _NO_EVENT: Final = {404: "No event has this id."}
+_NOT_ON_EVENT: Final = {
+    403: "Only a token of the event's staff or of an administrator may change the event"
+    " or hand out its links."
+}
 # A recording the token's staff member may not reach is answered as one that does not exist.
 _NO_RECORDING: Final = {
     404: "No recording has this id, or it is not this staff member's: only the event's"
@@ -521,7 +525,7 @@ def _paths() -> dict[str, Any]:
                 " conferencing). Handing them out is audited.",
                 (200, "The links.", _ref("Links")),
                 parameters=[_EVENT_ID],
-                errors=_NO_EVENT,
+                errors=_NO_EVENT | _NOT_ON_EVENT,
             )
         },
         "/events/{event_id}/cancel": {
@@ -530,7 +534,7 @@ def _paths() -> dict[str, Any]:
                 "Cancel an event: its links stop working and its participants are told.",
                 (200, "The cancelled event.", _ref("Event")),
                 parameters=[_EVENT_ID],
-                errors=_NO_EVENT | {409: "The event is cancelled already."},
+                errors=_NO_EVENT | _NOT_ON_EVENT | {409: "The event is cancelled already."},
             )
         },
         "/events/{event_id}/participants/{kind}/{person_id}/send": {
@@ -550,7 +554,8 @@ def _paths() -> dict[str, Any]:
                     ),
                     _parameter("person_id", "path", _ID, "The staff member's or patient's id."),
                 ],
-                errors={
+                errors=_NOT_ON_EVENT
+                | {
                     404: "No event has this id, or the person is not linked to it.",
                     409: "The event is cancelled, or has no video conferencing.",
                     422: _BODY_ERRORS[422] + " Also: the person has no phone number (sms)"

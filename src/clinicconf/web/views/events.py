@@ -17,7 +17,16 @@ from ...db import Row
 from ...errors import BadRequest, Conflict, ValidationError
 from ...notify import outbox
 from ...notify.outbox import Channel
-from ...scheduling import Event, EventInput, Patient, PersonKind, Staff
+from ...scheduling import (
+    Event,
+    EventInput,
+    Patient,
+    PersonKind,
+    Staff,
+    has_ended,
+    may_change,
+    require_may_change,
+)
 from ..forms import field_errors
 from ..middleware import current_user, scheduler_of
 from ..rendering import render
@@ -181,6 +190,7 @@ async def _render_form(
         form=form,
         errors={} if error is None else field_errors(error),
         event=event,
+        ended=event is not None and has_ended(event),
         event_types=await scheduler.list_event_types(),
         staff=await scheduler.list_staff(),
         patients=await scheduler.list_patients(),
@@ -220,8 +230,9 @@ async def create_event(request: web.Request) -> web.Response:
 
 @routes.get(EVENT + "/edit")
 async def edit_event(request: web.Request) -> web.Response:
-    current_user(request)
+    user = current_user(request)
     event = await scheduler_of(request).get_event(_event_id(request))
+    require_may_change(user, event)
     if event.cancelled:
         raise Conflict("A cancelled event cannot be changed.")
     return await _render_form(request, EventForm.from_event(event, _zone(request)), event)
@@ -231,13 +242,15 @@ async def edit_event(request: web.Request) -> web.Response:
 async def update_event(request: web.Request) -> web.Response:
     user = current_user(request)
     scheduler = scheduler_of(request)
-    event_id = _event_id(request)
+    event = await scheduler.get_event(_event_id(request))
+    # Refused before the form is read: what it holds is no business of this user's.
+    require_may_change(user, event)
     form = EventForm.from_post(await request.post())
     try:
-        await scheduler.update_event(user, event_id, form.to_input(_zone(request)))
+        await scheduler.update_event(user, event.id, form.to_input(_zone(request)))
     except ValidationError as exc:
-        return await _render_form(request, form, await scheduler.get_event(event_id), exc)
-    raise web.HTTPSeeOther(f"/events/{event_id}?saved=1")
+        return await _render_form(request, form, await scheduler.get_event(event.id), exc)
+    raise web.HTTPSeeOther(f"/events/{event.id}?saved=1")
 
 
 @routes.get(EVENT)
@@ -255,6 +268,7 @@ async def show_event(request: web.Request) -> web.Response:
         "event.html",
         event=event,
         record_patient=record_patient,
+        may_change=may_change(user, event),
         # After saving, the invitations just queued go to exactly the people with an
         # email address: read them again rather than carry names in the URL.
         saved="saved" in request.query and not event.cancelled,
@@ -269,8 +283,9 @@ async def show_event(request: web.Request) -> web.Response:
 
 @routes.get(EVENT + "/cancel")
 async def confirm_cancel(request: web.Request) -> web.Response:
-    current_user(request)
+    user = current_user(request)
     event = await scheduler_of(request).get_event(_event_id(request))
+    require_may_change(user, event)
     if event.cancelled:
         raise Conflict("This event is cancelled already.")
     return render(request, "event_cancel.html", event=event)
