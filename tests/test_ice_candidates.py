@@ -1,5 +1,6 @@
 """The candidates of a page's answer: the server sends connectivity checks only to
-addresses a browser can honestly have.
+addresses a browser can honestly have, and only with the ICE username and password
+the grammar allows.
 
 The refusals are checked on a server whose media address is 192.0.2.1 (a
 documentation address on no interface here): it announces that address but cannot
@@ -24,6 +25,7 @@ from clinicconf.sfu.peer import Peer
 
 from .lobby_helpers import Client, Lobby
 from .lobby_helpers import lobby as lobby
+from .lobby_helpers import open_page as open_page
 from .lobby_helpers import settings as settings
 from .media_peers import Join, MediaParticipant
 from .media_peers import join as join
@@ -196,3 +198,31 @@ async def test_a_page_whose_every_candidate_is_refused_still_connects(
         await receive_exactly({host: of((patient, BOTH)), patient: of((host, BOTH))})
     finally:
         await patient.close()
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        "a=ice-ufrag:" + "u" * 257,  # a connectivity check's username past what STUN allows
+        "a=ice-ufrag:four five",
+        "a=ice-ufrag:ab",
+        "a=ice-pwd:short",
+        "a=ice-pwd:" + "p" * 21 + "\u00e9",
+    ],
+)
+async def test_malformed_ice_credentials_are_refused(
+    lobby: Lobby, open_page: Any, credentials: str
+) -> None:
+    host, _ = await open_page(lobby.host_path)
+    assert (await host.request("start"))["type"] == "result"
+    page, _ = await open_page(lobby.pat_path)
+    assert (await page.request("join_media"))["type"] == "result"
+    offer = await page.receive("offer")
+    attribute = credentials.split(":")[0] + ":"
+    answer = "".join(
+        f"{credentials if line.startswith(attribute) else line}\r\n"
+        for line in (await real_answer(offer["sdp"])).splitlines()
+    )
+    refused = await page.request("answer", connection=offer["connection"], sdp=answer)
+    assert (refused["type"], refused["code"]) == ("error", "bad_sdp")
+    assert "ICE username or password" in refused["message"]

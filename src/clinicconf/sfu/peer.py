@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ _SENDING: Final = ("sendonly", "inactive")
 _RECEIVING: Final = ("recvonly", "inactive")
 _CODECS: Final = {"audio": ("audio/opus",), "video": ("video/VP8", "video/rtx")}
 _CANDIDATE: Final = "a=candidate:"
+_ICE_UFRAG: Final = re.compile(r"[A-Za-z0-9+/]{4,256}")
+_ICE_PWD: Final = re.compile(r"[A-Za-z0-9+/]{22,256}")
 
 
 class BadAnswer(Exception):
@@ -220,6 +223,14 @@ class Peer:
         mids = {mid for _, mid in offered}
         if any(not set(group.items) <= mids for group in answer.group):
             raise BadAnswer("The answer's BUNDLE group names m-lines the offer has not.")
+        # They go into every connectivity check the server sends (RFC 8839's grammar).
+        if not all(
+            credentials is not None
+            and _ICE_UFRAG.fullmatch(credentials.usernameFragment or "")
+            and _ICE_PWD.fullmatch(credentials.password or "")
+            for credentials in (media.ice for media in answer.media)
+        ):
+            raise BadAnswer("The answer's ICE username or password is missing or malformed.")
         if not any(line.startswith("a=fingerprint:") for line in sdp.splitlines()):
             raise BadAnswer("The answer has no DTLS fingerprint.")
         if len(_candidates(sdp)) > MAX_CANDIDATES_OFFERED:
