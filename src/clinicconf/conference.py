@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Final, Literal, Protocol
 
 from . import audit
-from .conference_state import ConferenceStates, SavedPerson, person_key
+from .conference_state import ConferenceStates, SavedPerson, Slot, person_key
 from .db import Database, utc_now
 from .errors import Conflict, PermissionDenied, Refused
 from .recording.jobs import Composer
@@ -31,7 +31,12 @@ from .sfu.router import Member, Permission
 log = logging.getLogger(__name__)
 
 ParticipantKind = Literal["staff", "patient", "guest"]
-PUBLIC_PATIENT_NAME: Final = "Patient"
+# Who is shown to whom by kind alone, (viewer, subject): a patient to a public guest,
+# and a guest to a patient.
+_STAND_INS: Final[dict[tuple[ParticipantKind, ParticipantKind], str]] = {
+    ("guest", "patient"): "Patient",
+    ("patient", "guest"): "Guest",
+}
 # Closing a page's socket because its event was cancelled, or changed (the page
 # reconnects and sees the new state; a person taken off the event cannot).
 CLOSE_CANCELLED: Final = 4410
@@ -176,12 +181,20 @@ class Conference:
         self._db = db
         self._states = states
         self._grace_seconds = grace_seconds
+        # A conference opened again after it ended gets a fresh room and recording.
+        self._rooms = rooms
+        self._composer = composer
         # Told when the last page has gone and nobody is about to come back.
         self._on_quiet = quiet
         self.event = event
         self.options = Options()
         self.started_at: datetime | None = None
         self.ended_by: Literal["host", "time"] | None = None
+        # The event's times when it ended: moved to others, it opens again.
+        self._ended_slot: Slot | None = None
+        # Ending and opening again, one at a time: a conference is never opened again
+        # while the end is still closing its room.
+        self._ending_or_opening = asyncio.Lock()
         self.room = rooms(self)
         # The conference ends at the event's end, which the clinic may move meanwhile.
         self._end_timer: asyncio.TimerHandle | None = None
@@ -273,6 +286,7 @@ class Conference:
         if saved.options:
             self.options = Options(**saved.options)
         self.started_at, self.ended_by = saved.started_at, saved.ended_by
+        self._ended_slot = saved.ended_slot
         if self.started_at is not None and self.ended_by is None:
             self._schedule_end()
             await self._follow_recording()
@@ -343,7 +357,11 @@ class Conference:
             self._unsaved_state = False
             try:
                 await self._states.save_conference(
-                    self.event.id, self.started_at, self.ended_by, vars(self.options)
+                    self.event.id,
+                    self.started_at,
+                    self.ended_by,
+                    self._ended_slot,
+                    vars(self.options),
                 )
             except BaseException:
                 self._unsaved_state = True
@@ -657,12 +675,46 @@ class Conference:
         await self._end("time")
 
     async def _end(self, by: Literal["host", "time"]) -> None:
-        if self.ended_by is not None:
-            return
-        self.ended_by = by
+        async with self._ending_or_opening:
+            if self.ended_by is not None:
+                return
+            self.ended_by = by
+            self._ended_slot = (self.event.start, self.event.end)
+            self._save_state()
+            await self.shut()
+            await self.close_pages(CLOSE_ENDED, "ended", {"type": "ended", "by": by})
+
+    async def reopen(self, identity: Identity) -> None:
+        """A host opens the ended conference again while its event's time lasts (an
+        "End Conference for Everyone" pressed by mistake), as it was before its start:
+        the pages join it anew, and a host starts it again."""
+        self._require_host(identity)
+        await self._restored()
+        async with self._ending_or_opening:
+            if self.ended_by is None:
+                raise Refused("not_ended", "The conference has not ended.")
+            if self.event.end <= utc_now():
+                raise Refused("over", "The event's time is over: reschedule it to meet again.")
+            await self._record(identity.actor, "conference_reopened", by="host")
+            self._open_again()
+
+    async def rescheduled(self) -> None:
+        """The event has changed: ended in other times than the event has now, and
+        those not passed, the conference opens again (the new invitations work)."""
+        await self._restored()
+        async with self._ending_or_opening:
+            if self.ended_by is not None and _moved_ahead(self._ended_slot, self.event):
+                await self._record(audit.SYSTEM, "conference_reopened", by="rescheduled")
+                self._open_again()
+
+    def _open_again(self) -> None:
+        """As before the start, with the host's options, the moderator's choices and
+        who is kept out as they were; the ended one's room and recording are closed."""
+        self.started_at = self.ended_by = self._ended_slot = None
+        self._shut = False
+        self.room = self._rooms(self)
+        self._recording = ConferenceRecording(self._composer, self.room, self._recording_stopped)
         self._save_state()
-        await self.shut()
-        await self.close_pages(CLOSE_ENDED, "ended", {"type": "ended", "by": by})
 
     # --- recording -------------------------------------------------------------------
 
@@ -847,21 +899,27 @@ class Conference:
 
 def _as_seen_by(viewer: Identity, participant: Participant) -> dict[str, Any] | None:
     """A participant as `viewer` may see them: staff see everyone; a patient sees
-    the staff and themselves; a guest sees staff and guests, and patients only as
-    "Patient"."""
+    the staff, themselves, and each guest only as "Guest" (an outsider's picture and
+    voice never come unannounced); a guest sees staff and guests, and patients only as
+    "Patient". `anonymous`: the name is the stand-in, not the person's."""
     subject = participant.identity
-    name = subject.name
-    if viewer.kind == "patient" and subject.kind != "staff" and subject.key != viewer.key:
+    if viewer.kind == "patient" and subject.kind == "patient" and subject.key != viewer.key:
         return None
-    if viewer.kind == "guest" and subject.kind == "patient":
-        name = PUBLIC_PATIENT_NAME
+    stand_in = _STAND_INS.get((viewer.kind, subject.kind))
     return {
         "id": participant.public_id,
         "kind": subject.kind,
-        "name": name,
+        "name": subject.name if stand_in is None else stand_in,
+        "anonymous": stand_in is not None,
         "active": participant.active,
         "invited": participant.invited,
     }
+
+
+def _moved_ahead(ended_slot: Slot | None, event: Event) -> bool:
+    """The event has times other than those its conference ended in (unknown: ended
+    before they were kept), and they have not passed."""
+    return ended_slot != (event.start, event.end) and event.end > utc_now()
 
 
 def _new_id() -> str:
@@ -918,8 +976,14 @@ class Conferences:
             del self._conferences[conference.event.id]
 
     async def event_changed(self, event: Event) -> None:
-        """The Scheduler changed or cancelled the event: open pages learn it at once."""
+        """The Scheduler changed or cancelled the event: open pages learn it at once.
+        An ended conference whose event was moved to times ahead opens again."""
         conference = self._conferences.get(event.id)
+        if conference is None and not event.cancelled:
+            if event.end > utc_now():
+                await self._states.open_again_if_moved(event.id, (event.start, event.end))
+            # Opened meanwhile, it may have read the state from before: it checks too.
+            conference = self._conferences.get(event.id)
         if conference is None:
             return
         if event.cancelled:
@@ -928,6 +992,7 @@ class Conferences:
             await conference.close_pages(CLOSE_CANCELLED, "cancelled", {"type": "cancelled"})
             return
         conference.invite(event)
+        await conference.rescheduled()
         # Each page reconnects and gets the new picture; a person taken off the
         # event finds their link gone.
         await conference.close_pages(CLOSE_EVENT_CHANGED, "event changed", None)

@@ -1,8 +1,8 @@
-"""What a conference remembers across a server restart (migrations/0004, 0005): whether
-it started or ended, the host's options, and for each person their participant id,
-what the moderator allows them and shows of them, whether they are kept out, and a
-removed guest's address. Written as it changes; read when the conference is opened
-again."""
+"""What a conference remembers across a server restart (migrations/0004, 0005, 0007):
+whether it started or ended (and in which times of its event), the host's options, and
+for each person their participant id, what the moderator allows them and shows of them,
+whether they are kept out, and a removed guest's address. Written as it changes; read
+when the conference is opened again."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from . import audit
 from .db import Database, from_db_time, to_db_time
 
 EndedBy = Literal["host", "time"]
+# The event's start and end.
+Slot = tuple[datetime, datetime]
 
 
 @dataclass
@@ -36,6 +39,8 @@ class SavedPerson:
 class SavedConference:
     started_at: datetime | None = None
     ended_by: EndedBy | None = None
+    # The event's times when the conference ended; None before it ended.
+    ended_slot: Slot | None = None
     options: dict[str, Any] = field(default_factory=dict)
     people: dict[str, SavedPerson] = field(default_factory=dict)
 
@@ -61,6 +66,11 @@ class ConferenceStates:
         if row is not None:
             saved.started_at = from_db_time(row["started_at"]) if row["started_at"] else None
             saved.ended_by = row["ended_by"]
+            if row["ended_starts_at"] is not None:
+                saved.ended_slot = (
+                    from_db_time(row["ended_starts_at"]),
+                    from_db_time(row["ended_ends_at"]),
+                )
             saved.options = json.loads(row["options"])
         for person in await self._db.fetchall(
             "SELECT * FROM conference_people WHERE event_id = ?", (event_id,)
@@ -80,20 +90,45 @@ class ConferenceStates:
         event_id: int,
         started_at: datetime | None,
         ended_by: EndedBy | None,
+        ended_slot: Slot | None,
         options: dict[str, Any],
     ) -> None:
+        starts_at, ends_at = (None, None) if ended_slot is None else map(to_db_time, ended_slot)
         await self._db.execute(
-            "INSERT INTO conference_state (event_id, started_at, ended_by, options)"
-            " VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO UPDATE SET"
+            "INSERT INTO conference_state"
+            " (event_id, started_at, ended_by, ended_starts_at, ended_ends_at, options)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO UPDATE SET"
             " started_at = excluded.started_at, ended_by = excluded.ended_by,"
+            " ended_starts_at = excluded.ended_starts_at, ended_ends_at = excluded.ended_ends_at,"
             " options = excluded.options",
             (
                 event_id,
                 None if started_at is None else to_db_time(started_at),
                 ended_by,
+                starts_at,
+                ends_at,
                 json.dumps(options),
             ),
         )
+
+    async def open_again_if_moved(self, event_id: int, slot: Slot) -> bool:
+        """An ended conference whose event now has other times than those it ended in
+        is opened again, as before its start (the caller checks those times are ahead);
+        True if it was. Decided and written in one transaction, audited with it."""
+        starts_at, ends_at = map(to_db_time, slot)
+        async with self._db.transaction() as tx:
+            reopened = await tx.fetchone(
+                "UPDATE conference_state SET started_at = NULL, ended_by = NULL,"
+                " ended_starts_at = NULL, ended_ends_at = NULL"
+                " WHERE event_id = ? AND ended_by IS NOT NULL"
+                " AND (ended_starts_at IS NOT ? OR ended_ends_at IS NOT ?) RETURNING event_id",
+                (event_id, starts_at, ends_at),
+            )
+            if reopened is not None:
+                await audit.record(
+                    tx, audit.SYSTEM, "conference_reopened", event_id=event_id, by="rescheduled"
+                )
+        return reopened is not None
 
     async def save_person(self, event_id: int, key: str, person: SavedPerson) -> None:
         await self._db.execute(

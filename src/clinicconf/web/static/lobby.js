@@ -16,11 +16,12 @@ const KIND_TAGS = { staff: "Staff", guest: "Guest" };
 // What the page says when the server closes it for good (docs/lobby-protocol.md).
 const CLOSE_CANCELLED = 4410;
 const CLOSE_LINK_GONE = 4404;
+const CLOSE_ENDED = 4411;
 const CLOSED_FOR_GOOD = {
   4403: "This link is not open yet. Please reload the page a little before the start.",
   [CLOSE_LINK_GONE]: "This link no longer works. Please ask the clinic for a new one.",
   [CLOSE_CANCELLED]: "This conference was cancelled.",
-  4411: "This conference has ended.",
+  [CLOSE_ENDED]: "This conference has ended.",
   4429: "This conference is full.",
   4423: "This conference is locked: nobody else can join it now.",
   4430: "You were removed from this conference.",
@@ -123,7 +124,7 @@ class Lobby {
         this.#conference.receive(message);
         return;
       case "ended":
-        this.#finish(ENDED_BY[message.by] ?? ENDED_BY.time);
+        this.#finish(ENDED_BY[message.by] ?? ENDED_BY.time, { ended: true });
         return;
       case "cancelled":
         this.#cancelled();
@@ -201,11 +202,15 @@ class Lobby {
 
   /** The server closed for good: cancelled, ended, or the link no longer works. */
   #cancelled(code = CLOSE_CANCELLED) {
-    this.#finish(CLOSED_FOR_GOOD[code] ?? CLOSED_FOR_GOOD[CLOSE_LINK_GONE]);
+    const text = CLOSED_FOR_GOOD[code] ?? CLOSED_FOR_GOOD[CLOSE_LINK_GONE];
+    this.#finish(text, { ended: code === CLOSE_ENDED });
   }
 
-  /** The conference is over for this page: everything stops, and the page says why. */
-  #finish(text) {
+  /**
+   * The conference is over for this page: everything stops, and the page says why.
+   * ended: the conference has ended, which a host may undo while the event lasts.
+   */
+  #finish(text, { ended = false } = {}) {
     this.#socket.stop();
     this.#preview.stop();
     this.#conference.stop();
@@ -218,6 +223,31 @@ class Lobby {
     cancelled.textContent = text;
     cancelled.hidden = false;
     cancelled.focus(); // what had the focus is gone with the conference
+    if (ended && this.#elements.reopen) this.#elements.reopen.hidden = false;
+  }
+
+  /** A host asks for the ended conference to open again; the page then loads afresh. */
+  reopen(url) {
+    const { reopenButton, reopenProblem } = this.#elements;
+    reopenButton.disabled = true;
+    reopenProblem.hidden = true;
+    const socket = new WebSocket(url);
+    const failed = (text) => {
+      reopenProblem.textContent = text;
+      reopenProblem.hidden = false;
+      reopenButton.disabled = false;
+    };
+    // Sent before hello: the conference this page would join has ended.
+    socket.addEventListener("open", () => socket.send(JSON.stringify({ v: 1, id: 1, type: "reopen" })));
+    socket.addEventListener("message", (event) => {
+      const answer = JSON.parse(event.data);
+      socket.close(1000);
+      if (answer.type === "result") location.reload();
+      else failed(answer.message);
+    });
+    socket.addEventListener("close", (event) => {
+      if (event.code !== 1000) failed("The conference could not be reopened. Please try again.");
+    });
   }
 
   // --- from the host ---------------------------------------------------------------
@@ -351,7 +381,8 @@ function personItem(person, you, remove) {
   const item = document.createElement("li");
   item.append(person.name);
   if (person.id === you.id) item.append(" ", tag("You"));
-  const kindTag = KIND_TAGS[person.kind];
+  // Someone shown by kind alone ("Guest" to a patient) is named by the kind already.
+  const kindTag = person.anonymous ? null : KIND_TAGS[person.kind];
   if (kindTag) item.append(" ", tag(kindTag));
   if (remove && you.host && person.kind !== "staff" && person.active) {
     const control = document.createElement("button");
@@ -424,6 +455,9 @@ function main() {
     admission: byId("admission"),
     joinRecorded: byId("join-recorded"),
     recordingPaused: byId("recording-consent-paused"),
+    reopen: byId("reopen"),
+    reopenButton: byId("reopen-conference"),
+    reopenProblem: byId("reopen-problem"),
   };
   const preview = new DevicePreview(byId("preview"));
   preview.start();
@@ -434,7 +468,9 @@ function main() {
   if (isPublic && !displayName) return;
   const hello = { client_key: clientKey() };
   if (isPublic) hello.display_name = displayName;
-  new Lobby(root, elements, preview).connect(socketUrl(wsPath), hello);
+  const lobby = new Lobby(root, elements, preview);
+  lobby.connect(socketUrl(wsPath), hello);
+  elements.reopenButton?.addEventListener("click", () => lobby.reopen(socketUrl(wsPath)));
 }
 
 main();

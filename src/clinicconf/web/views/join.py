@@ -121,6 +121,7 @@ def _landing_page(
         event=opened.event,
         person=opened.person,
         is_public=opened.link.kind == "public",
+        is_host=opened.link.kind == "staff",
         staff=staff,
         patients=patients,
         display_name=display_name,

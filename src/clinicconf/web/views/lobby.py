@@ -5,6 +5,7 @@ the Conference, never here."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sqlite3
@@ -36,6 +37,9 @@ routes = web.RouteTableDef()
 # An SDP answer for a full conference fits; a lobby message is far smaller.
 MAX_MESSAGE_BYTES: Final = 64 * 1024
 HELLO_TIMEOUT_SECONDS: Final = 10.0
+# A host's page on an ended conference may ask to open it again (`reopen`) first; one
+# that does not hears soon that it has ended, as everyone else's does at once.
+REOPEN_WAIT_SECONDS: Final = 2.0
 # How a page is told, by close code, that its link cannot be used now.
 _CLOSED_LINK: Final = {"unknown": 4404, "early": 4403, "cancelled": 4410, "ended": 4411}
 # More than this many messages in the window is no person clicking: the page is closed.
@@ -85,7 +89,7 @@ _HANDLERS: dict[str, tuple[Handler, dict[str, type]]] = {}
 # moment after still takes it up again.
 _SAVED_BEFORE_ANSWERED: Final = frozenset(
     {"set_options", "set_access", "let_in", "let_in_all", "turn_away", "turn_away_all",
-     "remove", "start", "set_shown", "set_permission", "end"}
+     "remove", "start", "set_shown", "set_permission", "end", "reopen"}
 )  # fmt: skip
 
 
@@ -185,6 +189,13 @@ async def set_permission(session: Session, message: dict[str, Any]) -> None:
 @handles("end")
 async def end(session: Session, message: dict[str, Any]) -> None:
     await session.conference.end(session.joined().identity)
+
+
+@handles("reopen")
+async def reopen(session: Session, message: dict[str, Any]) -> None:
+    """Sent before hello by a host's page: the conference it would join has ended."""
+    identity = session.joined().identity if session.person is None else session.person
+    await session.conference.reopen(identity)
 
 
 @handles("join_media")
@@ -301,7 +312,7 @@ async def _socket(request: web.Request, kind: Literal["personal", "public"]) -> 
         kind_of_person: ParticipantKind = "staff" if opened.link.kind == "staff" else "patient"
         person = Identity(kind_of_person, opened.person.name, opened.person.id)
     conference = request.app[keys.CONFERENCES].open(opened.event)
-    if conference.ended_by is not None:
+    if conference.ended_by is not None and not (person is not None and person.is_host):
         await ws.close(code=CLOSE_ENDED, message=b"ended")
         return ws
     session = Session(
@@ -315,22 +326,37 @@ async def _socket(request: web.Request, kind: Literal["personal", "public"]) -> 
     try:
         await _read(session)
     finally:
-        if session.connection is not None:
-            await session.conference.leave(session.connection)
-            await session.connection.finish()
-        session.conference.detach(session)
+        try:
+            if session.connection is not None:
+                # Carried through even if the handler is cancelled meanwhile (aiohttp
+                # may, when the connection drops): the person must still leave.
+                await asyncio.shield(_leave(session.conference, session.connection))
+        finally:
+            session.conference.detach(session)
     return ws
+
+
+async def _leave(conference: Conference, connection: PageConnection) -> None:
+    """After a page's socket has ended: its holder leaves, and its writer stops."""
+    await conference.leave(connection)
+    await connection.finish()
 
 
 async def _read(session: Session) -> None:
     ws = session.ws
     while True:
         # A page says hello at once; one that does not is not kept open.
-        timeout = None if session.connection is not None else HELLO_TIMEOUT_SECONDS
+        ended = session.conference.ended_by is not None
+        timeout: float | None = None
+        if session.connection is None:
+            timeout = REOPEN_WAIT_SECONDS if ended else HELLO_TIMEOUT_SECONDS
         try:
             frame = await ws.receive(timeout=timeout)
         except TimeoutError:
-            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"no hello")
+            if ended:
+                await ws.close(code=CLOSE_ENDED, message=b"ended")
+            else:
+                await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"no hello")
             return
         if frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
             return
