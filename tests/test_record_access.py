@@ -1,9 +1,15 @@
-"""Who may change an event (issue 13): only the event's staff and the administrators
-change an event or hand out its links; an event that has ended keeps whom it links."""
+"""Who may change an event, and who may reach a recording (issue 13): only the event's
+staff and the administrators change an event or hand out its links; an event that
+has ended keeps whom it links; a recording may be reached by the staff linked to its
+event when it was recorded (and the administrators), whatever the event becomes; and
+it is filed only in the records of the patients who were present while it recorded."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -11,16 +17,36 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from clinicconf import keys
-from clinicconf.scheduling import NOT_ON_EVENT, Event
+from clinicconf.accounts import StaffUser
+from clinicconf.conference import CLOSE_ENDED
+from clinicconf.db import Database, migration_files, to_db_time, utc_now
+from clinicconf.links import JoinLinks
+from clinicconf.recording.files import COMPOSED
+from clinicconf.recording.store import Attendee, Recordings
+from clinicconf.scheduling import (
+    NOT_ON_EVENT,
+    Event,
+    EventInput,
+    EventTypeInput,
+    PatientInput,
+    Scheduler,
+    StaffInput,
+)
+from clinicconf.security import load_or_create_secret_key
 
 from .clinic import CLINIC_ZONE, Clinic, build_clinic, sign_in
 from .conftest import ADMIN_PASSWORD, STAFF_PASSWORD, Account, make_account
+from .lobby_helpers import Lobby, Page
+from .lobby_helpers import lobby as lobby
+from .lobby_helpers import open_page as open_page
 from .test_api import call
 from .test_event_pages import event_form, json_headers
 from .test_event_pages import settings as settings
-from .test_recordings_pages import text
+from .test_recordings_pages import Media, compose, text
+from .test_recordings_pages import media as media
 
 Client = TestClient[web.Request, web.Application]
+OpenPage = Callable[..., Awaitable[tuple[Page, dict[str, Any]]]]
 ENDED: str = "This event has ended: whom it links can no longer change."
 
 
@@ -168,3 +194,144 @@ async def test_an_event_that_has_ended_keeps_whom_it_links(
     event = await clinic.scheduler.get_event(event_id)
     assert event.start == tomorrow.replace(second=0, microsecond=0)
     assert [p.id for p in event.patients] == [clinic.pat.id]
+
+
+# --- who may reach a recording -----------------------------------------------------------
+
+
+async def recorded(app: web.Application, event_id: int, present: list[Attendee]) -> int:
+    """A recording of the event as the conference makes one: begun, then its
+    participants noted present as they come into its media."""
+    store = app[keys.RECORDINGS]
+    recording_id = await store.create(await app[keys.SCHEDULER].get_event(event_id))
+    await store.note_present(recording_id, present)
+    return recording_id
+
+
+async def test_a_recordings_access_stays_as_it_was_when_recorded(
+    client: Client,
+    app: web.Application,
+    clinic: Clinic,
+    staff: Account,
+    olive: Account,
+    alex: Account,
+    media: Media,
+) -> None:
+    saved = await clinic.event(
+        "Follow-up", clinic.telehealth, "2030-05-06T10:00", "2030-05-06T10:30",
+        patients=[clinic.pat],
+    )  # fmt: skip
+    event = saved.event
+    present = [Attendee("9e7c0002", "Pat Patient", "patient", clinic.pat.id)]
+    recording_id = await recorded(app, event.id, present)
+    await compose(app, media, recording_id)
+    # Afterwards Olive is put on the event, and Sam taken off it.
+    await clinic.scheduler.update_event(
+        StaffUser(alex.id, "Alex Admin", alex.email, True),
+        event.id,
+        EventInput(
+            event.title, event.event_type.id, event.start, event.end, [olive.id], [clinic.pat.id]
+        ),
+    )
+
+    await sign_in(client, olive)
+    nothing = await text(client, "/recordings/999", status=404)
+    for path in (f"/recordings/{recording_id}", f"/recordings/{recording_id}/files/{COMPOSED}"):
+        assert await text(client, path, status=404) == nothing
+    for page in (f"/patients/{clinic.pat.id}", f"/events/{event.id}"):
+        assert "1 recording is not shown to you" in await text(client, page)
+    answer = await call(
+        client, olive, "GET", "/recordings/{recording_id}", expect=404, recording_id=recording_id
+    )
+    assert answer["error"]["message"] == "No such recording."
+
+    client.session.cookie_jar.clear()
+    await sign_in(client, staff)
+    assert "Recording of Follow-up" in await text(client, f"/recordings/{recording_id}")
+    async with client.get(f"/recordings/{recording_id}/files/{COMPOSED}") as resp:
+        assert resp.status == 200
+    listed = await call(
+        client, staff, "GET", "/patients/{patient_id}/recordings", patient_id=clinic.pat.id
+    )
+    assert ([r["id"] for r in listed["recordings"]], listed["not_shown"]) == ([recording_id], 0)
+
+
+# --- whose records hold a recording -----------------------------------------------------
+
+
+async def test_a_group_sessions_recording_is_filed_only_for_the_patients_present(
+    client: Client, app: web.Application, lobby: Lobby, open_page: OpenPage, staff: Account
+) -> None:
+    """Ada hosts a recorded group session with Pat and Quinn linked: Pat comes in, Quinn
+    never does."""
+    pat, quinn = (await app[keys.SCHEDULER].get_event(lobby.event_id)).patients
+    host, _ = await open_page(lobby.host_path)
+    assert (await host.request("set_options", moderator=False, recording=True))["type"] == "result"
+    assert (await host.request("start"))["type"] == "result"
+    for page in (host, (await open_page(lobby.pat_path))[0]):
+        assert (await page.request("join_media"))["type"] == "result"
+    await host.send("end")
+    assert await host.closed() == CLOSE_ENDED
+    (recording,) = await app[keys.RECORDINGS].for_event(lobby.event_id)
+
+    await sign_in(client, staff)
+    assert "No recordings." in await text(client, f"/patients/{quinn.id}")
+    assert f'href="/recordings/{recording.id}?' in await text(client, f"/patients/{pat.id}")
+    event_page = await text(client, f"/events/{lobby.event_id}")
+    assert ": filed in the records of Pat Patel</li>" in event_page
+    assert "A patient linked to the event who was not present does not have it" in event_page
+    shown = await text(client, f"/recordings/{recording.id}")
+    filed = shown[shown.index("<dt>Filed in the records of</dt>") : shown.index("<dt>Started</dt>")]
+    assert f'<a href="/patients/{pat.id}">Pat Patel</a>' in filed and "Quinn" not in filed
+    for patient, expected in ((pat, [recording.id]), (quinn, [])):
+        listed = await call(
+            client, staff, "GET", "/patients/{patient_id}/recordings", patient_id=patient.id
+        )
+        assert [r["id"] for r in listed["recordings"]] == expected
+        assert listed["not_shown"] == 0
+    detail = await call(
+        client, staff, "GET", "/recordings/{recording_id}", recording_id=recording.id
+    )
+    assert detail["patient_ids"] == [pat.id]
+
+
+async def test_recordings_made_before_keep_their_events_staff(tmp_path: Path) -> None:
+    """A database with a recording from before migration 0006: its event's staff then
+    are the ones who reach it from now on."""
+    before = tmp_path / "before"
+    before.mkdir()
+    for path in migration_files():
+        if path.name < "0006":
+            (before / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    db = await Database.open(tmp_path / "db.sqlite3")
+    try:
+        await db.migrate(before)
+        links = JoinLinks(load_or_create_secret_key(tmp_path / "secret.key"), "http://clinic.test")
+        scheduler = Scheduler(db, links, "US")
+        ada = await scheduler.create_staff(
+            None, StaffInput("Ada Admin", "ada@clinic.test", is_admin=True)
+        )
+        sam = await scheduler.create_staff(None, StaffInput("Sam Staff", "sam@clinic.test"))
+        olive = await scheduler.create_staff(None, StaffInput("Olive Other", "olive@clinic.test"))
+        sam_user = StaffUser(sam.id, sam.name, sam.email, False)
+        video = await scheduler.create_event_type(
+            StaffUser(ada.id, ada.name, ada.email, True), EventTypeInput("Telehealth", True, False)
+        )
+        pat = await scheduler.create_patient(sam_user, PatientInput("Pat Patient", "MRN-1"))
+        start = utc_now() - timedelta(days=1)
+        saved = await scheduler.create_event(
+            sam_user,
+            EventInput(
+                "Follow-up", video.id, start, start + timedelta(hours=1), [sam.id], [pat.id]
+            ),
+        )
+        recording_id = await db.execute(
+            "INSERT INTO recordings (event_id, started_at) VALUES (?, ?)",
+            (saved.event.id, to_db_time(start)),
+        )
+        await db.migrate()
+        recording = await Recordings(db, tmp_path / "recordings").get(recording_id)
+    finally:
+        await db.close()
+    assert recording.reachable_by(sam_user)
+    assert not recording.reachable_by(StaffUser(olive.id, olive.name, olive.email, False))

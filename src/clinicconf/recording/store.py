@@ -1,5 +1,10 @@
 """Recordings in the database and on disk: their state, whose patient record they
-belong to, who may reach them, and their deletion (files and all)."""
+belong to, who may reach them, and their deletion (files and all).
+
+Both are settled while it records, never by later edits of its event: it is filed in
+the records of the patients present while it recorded (and of the patient a Public
+Conference is tied to), and it may be reached by the staff linked to the event when
+it started and by the administrators (Recording.reachable_by)."""
 
 from __future__ import annotations
 
@@ -39,6 +44,9 @@ class Attendee:
     participant: str
     name: str
     kind: str
+    # The staff member's or patient's id; None for a guest of the public link (and in
+    # what was noted before migration 0006).
+    person_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,14 @@ class RecordingFile:
     size_bytes: int
     participant: str | None = None  # a track's participant id; None for the composed file
     kind: str | None = None
+
+
+@dataclass(frozen=True)
+class FiledIn:
+    """A patient whose record holds a recording."""
+
+    id: int
+    name: str
 
 
 @dataclass(frozen=True)
@@ -67,9 +83,15 @@ class Recording:
     duration_ms: int | None
     size_bytes: int | None
     present: list[Attendee]
-    patient_ids: frozenset[int]
-    # The event's staff now: with the administrators, the only ones who may reach it.
+    # The patients in whose records it is filed, in the order of their names.
+    filed_in: list[FiledIn]
+    # The event's staff when it started: with the administrators, the only ones who
+    # may reach it.
     staff_ids: frozenset[int]
+
+    @property
+    def patient_ids(self) -> frozenset[int]:
+        return frozenset(patient.id for patient in self.filed_in)
 
     def reachable_by(self, user: StaffUser) -> bool:
         return user.is_admin or user.id in self.staff_ids
@@ -82,9 +104,10 @@ class Recording:
 
 _SELECT: Final = """
 SELECT r.*, e.title AS event_title,
-       (SELECT group_concat(patient_id) FROM recording_patients WHERE recording_id = r.id)
-           AS patient_ids,
-       (SELECT group_concat(staff_id) FROM event_staff WHERE event_id = r.event_id)
+       (SELECT json_group_array(json_object('id', p.id, 'name', p.name))
+        FROM recording_patients rp JOIN patients p ON p.id = rp.patient_id
+        WHERE rp.recording_id = r.id) AS filed_in,
+       (SELECT group_concat(staff_id) FROM recording_staff WHERE recording_id = r.id)
            AS staff_ids
 FROM recordings r JOIN events e ON e.id = r.event_id
 """
@@ -109,7 +132,10 @@ def _recording(row: Row) -> Recording:
         duration_ms=row["duration_ms"],
         size_bytes=row["size_bytes"],
         present=[Attendee(**a) for a in json.loads(row["present"])],
-        patient_ids=_ids(row["patient_ids"]),
+        filed_in=sorted(
+            (FiledIn(**patient) for patient in json.loads(row["filed_in"])),
+            key=lambda patient: (patient.name, patient.id),
+        ),
         staff_ids=_ids(row["staff_ids"]),
     )
 
@@ -127,14 +153,19 @@ class Recordings:
     # --- the recorder's side ---------------------------------------------------------
 
     async def create(self, event: Event) -> int:
-        """A new recording of `event`, in the record of each of its patients (and of
-        the patient a Public Conference is tied to)."""
+        """A new recording of `event`: the event's staff now may reach it, for good;
+        it is in the record a Public Conference is tied to, and goes into each
+        patient's as they are noted present."""
         async with self._db.transaction() as tx:
             recording_id = await tx.execute(
                 "INSERT INTO recordings (event_id, started_at) VALUES (?, ?)",
                 (event.id, to_db_time(utc_now())),
             )
-            await _link_patients(tx, recording_id, event)
+            await tx.executemany(
+                "INSERT INTO recording_staff (recording_id, staff_id) VALUES (?, ?)",
+                [(recording_id, staff.id) for staff in event.staff],
+            )
+            await _file_in_record_of_public_conference(tx, recording_id, event)
             await audit.record(
                 tx, audit.SYSTEM, "recording_started", event_id=event.id, recording=recording_id
             )
@@ -142,19 +173,24 @@ class Recordings:
         return recording_id
 
     async def link_patients(self, recording_id: int, event: Event) -> None:
-        """The recording belongs to the records of the event's patients as the event
-        stands at the recording's end (someone added or taken off meanwhile)."""
+        """At the recording's end: also in the record the Public Conference is tied to
+        by then (changed meanwhile). A linked patient who was not present never gets it."""
         async with self._db.transaction() as tx:
-            await tx.execute(
-                "DELETE FROM recording_patients WHERE recording_id = ?", (recording_id,)
-            )
-            await _link_patients(tx, recording_id, event)
+            await _file_in_record_of_public_conference(tx, recording_id, event)
 
     async def note_present(self, recording_id: int, present: list[Attendee]) -> None:
-        await self._db.execute(
-            "UPDATE recordings SET present = ? WHERE id = ?",
-            (json.dumps([vars(a) for a in present]), recording_id),
-        )
+        """Everyone present in the recording so far; it goes into the record of each
+        patient among them, as soon as they are (a crash later keeps it there)."""
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "UPDATE recordings SET present = ? WHERE id = ?",
+                (json.dumps([vars(a) for a in present]), recording_id),
+            )
+            await _file_in(
+                tx,
+                recording_id,
+                [a.person_id for a in present if a.kind == "patient" and a.person_id is not None],
+            )
 
     async def finished(self, recording_id: int, *, interruption: str | None = None) -> None:
         """Written to its end, or stopped early for the reason `interruption`: next,
@@ -298,15 +334,18 @@ class Recordings:
             _remove(doomed)
 
 
-async def _link_patients(tx: Transaction, recording_id: int, event: Event) -> None:
-    """Into the record of each of the event's patients, and of the patient a Public
-    Conference is tied to."""
-    patients = {p.id for p in event.patients}
+async def _file_in_record_of_public_conference(
+    tx: Transaction, recording_id: int, event: Event
+) -> None:
+    """A Public Conference's guests are anonymous: the clinic names the record it goes in."""
     if event.record_patient_id is not None:
-        patients.add(event.record_patient_id)
+        await _file_in(tx, recording_id, [event.record_patient_id])
+
+
+async def _file_in(tx: Transaction, recording_id: int, patient_ids: list[int]) -> None:
     await tx.executemany(
-        "INSERT INTO recording_patients (recording_id, patient_id) VALUES (?, ?)",
-        [(recording_id, patient) for patient in sorted(patients)],
+        "INSERT OR IGNORE INTO recording_patients (recording_id, patient_id) VALUES (?, ?)",
+        [(recording_id, patient_id) for patient_id in patient_ids],
     )
 
 

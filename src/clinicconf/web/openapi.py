@@ -261,8 +261,8 @@ _NOT_ON_EVENT: Final = {
 }
 # A recording the token's staff member may not reach is answered as one that does not exist.
 _NO_RECORDING: Final = {
-    404: "No recording has this id, or it is not this staff member's: only the event's"
-    " staff and administrators reach a recording."
+    404: "No recording has this id, or it is not this staff member's: only the staff"
+    " linked to the event when it was recorded and the administrators reach a recording."
 }
 
 
@@ -333,7 +333,11 @@ def _schemas() -> dict[str, Any]:
         id=_ID,
         event=_record(id=_ID, title=_STRING),
         patient_ids={"type": "array", "items": _ID}
-        | {"description": "The patient records it belongs to."},
+        | {
+            "description": "The patient records it is filed in: the patients present while"
+            " it recorded (and the record a Public Conference is tied to). A patient linked"
+            " to the event who was not present does not have it."
+        },
         started_at=_TIME | {"description": "UTC."},
         ended_at=json_type(datetime | None).schema
         | {"description": "UTC; null while it is recorded, or if the server stopped."},

@@ -2,15 +2,15 @@
 recording's page (player, progress while it is composed, its separate tracks), its
 files, its deletion, and the same under /api/v1.
 
-Only the event's staff and the administrators may reach a recording
-(Recording.reachable_by). For anyone else it does not exist: the same 404 as for an
-id that names nothing, so that a page or a token cannot learn that it is there.
+Only the staff linked to its event when it started and the administrators may reach
+a recording (Recording.reachable_by, on every page and API call here). For anyone
+else it does not exist: the same 404 as for an id that names nothing, so that a page
+or a token cannot learn that it is there.
 Every play, download and deletion goes into the audit log.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any, Final
@@ -95,6 +95,8 @@ class RecordingRow:
     duration: str
     size: str
     present: str
+    # Whose records it is in: the patients present while it recorded.
+    filed_in: str
     state: str
 
     @classmethod
@@ -105,6 +107,7 @@ class RecordingRow:
             duration="—" if duration is None else describe_duration(duration),
             size=describe_size(size_bytes(store, recording)),
             present=", ".join(a.name for a in recording.present) or "—",
+            filed_in=", ".join(p.name for p in recording.filed_in) or "no patient's record",
             state=describe_state(recording),
         )
 
@@ -256,7 +259,7 @@ async def show_recording(request: web.Request) -> web.Response:
         request,
         "recording.html",
         row=RecordingRow.of(store, recording),
-        patients=[await scheduler.get_patient(p) for p in sorted(recording.patient_ids)],
+        patients=[await scheduler.get_patient(p.id) for p in recording.filed_in],
         progress=percent(recording),
         composed=next((f for f in files if f.name == COMPOSED), None),
         tracks=track_rows(recording, files),
@@ -318,7 +321,11 @@ def recording_json(request: web.Request, recording: Recording) -> dict[str, Any]
         "progress": percent(recording),
         "duration_ms": duration_ms(recording),
         "size_bytes": size_bytes(store, recording),
-        "present": [dataclasses.asdict(a) for a in recording.present],
+        # Who took part, as the page lists them; whose records hold it: patient_ids.
+        "present": [
+            {"participant": a.participant, "name": a.name, "kind": a.kind}
+            for a in recording.present
+        ],
     }
 
 
