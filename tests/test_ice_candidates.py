@@ -157,7 +157,7 @@ async def test_only_addresses_a_browser_can_have_reach_the_servers_ice_agent(
     assert remote_candidates(pc) == {"described": honest, "agent": honest}
 
 
-async def test_mdns_names_are_not_resolved(server_peer: ServerPeer) -> None:
+async def test_mdns_names_are_dropped_not_resolved(server_peer: ServerPeer) -> None:
     """Resolving one would ask the clinic's network by multicast and believe any answer."""
     mdns = [("5d1e7b6a-04c3-4f7e-9a51-6f3c2f0e8b1d.local", 50000, "host")]
     pc = await answered(server_peer(ANNOUNCED), HONEST[:1] + mdns)
@@ -203,7 +203,7 @@ async def test_a_page_whose_every_candidate_is_refused_still_connects(
 @pytest.mark.parametrize(
     "credentials",
     [
-        "a=ice-ufrag:" + "u" * 257,  # a connectivity check's username past what STUN allows
+        "a=ice-ufrag:" + "u" * 257,  # past the 256 characters RFC 8839 allows
         "a=ice-ufrag:four five",
         "a=ice-ufrag:ab",
         "a=ice-pwd:short",
