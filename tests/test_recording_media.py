@@ -147,8 +147,8 @@ async def test_a_recorded_conference_is_composed_with_only_what_was_permitted(
 
     recording = await ready_recording(app, lobby.event_id)
     store = app[keys.RECORDINGS]
-    # Pat and Quinn's records both have it; it lists who took part.
-    assert len(recording.patient_ids) == 2
+    # Pat's record has it, Quinn's not: Quinn is linked but never came in.
+    assert [patient.name for patient in recording.filed_in] == ["Pat Patel"]
     assert {a.name for a in recording.present} == {"Ada Admin", "Pat Patel", "Gail Guest"}
     tracks = {(f.participant, f.kind) for f in store.files(recording) if f.participant}
     assert tracks == {(host.id, k) for k in ("audio", "video")} | {

@@ -89,14 +89,17 @@ async def follow_up(clinic: Clinic) -> int:
 async def recording_of(app: web.Application, media: Media, event_id: int) -> int:
     """A recording of the event, still being written: Sam's and Pat's video and audio."""
     store = store_of(app)
-    recording_id = await store.create(await app[keys.SCHEDULER].get_event(event_id))
+    event = await app[keys.SCHEDULER].get_event(event_id)
+    recording_id = await store.create(event)
     for participant in (SAM, PAT):
         for kind, packets in media.items():
             path = track_path(store.directory(recording_id), participant, kind)
             write_track(path, kind, packets)
-    present = [
-        Attendee(participant=SAM, name="Sam Staff", kind="staff"),
-        Attendee(participant=PAT, name="Pat Patient", kind="patient"),
+    # Pat, when she is the event's patient, is in its media: it is in her record.
+    sam = Attendee(participant=SAM, name="Sam Staff", kind="staff", person_id=event.staff[0].id)
+    present = [sam] + [
+        Attendee(participant=PAT, name="Pat Patient", kind="patient", person_id=patient.id)
+        for patient in event.patients[:1]
     ]
     await store.note_present(recording_id, present)
     return recording_id

@@ -736,7 +736,7 @@ class Conference:
     async def _note_present(self) -> None:
         in_media = self.room.present
         await self._recording.note_present(
-            Attendee(p.public_id, p.identity.name, p.identity.kind)
+            Attendee(p.public_id, p.identity.name, p.identity.kind, p.identity.person_id)
             for p in self._participants.values()
             if p.public_id in in_media
         )
