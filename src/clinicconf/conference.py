@@ -12,6 +12,7 @@ import contextlib
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -20,7 +21,7 @@ from typing import Any, Final, Literal, Protocol
 from . import audit
 from .conference_state import ConferenceStates, SavedPerson, Slot, person_key
 from .db import Database, utc_now
-from .errors import Conflict, PermissionDenied, Refused
+from .errors import PermissionDenied, Refused
 from .recording.jobs import Composer
 from .recording.lifecycle import ConferenceRecording
 from .recording.store import Attendee
@@ -41,7 +42,10 @@ _STAND_INS: Final[dict[tuple[ParticipantKind, ParticipantKind], str]] = {
 # reconnects and sees the new state; a person taken off the event cannot).
 CLOSE_CANCELLED: Final = 4410
 CLOSE_EVENT_CHANGED: Final = 4000
+# No room for another guest (or another page before hello), whoever they are; and
+# too many pages of this person, or from this address.
 CLOSE_FULL: Final = 4429
+CLOSE_TOO_MANY_PAGES: Final = 4428
 CLOSE_ENDED: Final = 4411
 # A public guest kept out: the conference is locked, the host turned them away, or
 # removed them (or, for a linked person, removed them: their link is closed to them).
@@ -50,8 +54,28 @@ CLOSE_TURNED_AWAY: Final = 4431
 CLOSE_REMOVED: Final = 4430
 # Someone a patient may not see by name, in the names of the videos they receive.
 UNNAMED: Final = "Participant"
-# Far more than any clinic's conference; a bound on what one public link can bring in.
-MAX_PAGES: Final = 500
+# Who may hold the conference's pages: the people linked to the event always get in,
+# and no holder of a link (the public one, or one person's) can take their places.
+# Public link pages that have not said hello, from one address (a few tabs opening at
+# once) and in all (from many addresses): each is closed after HELLO_TIMEOUT_SECONDS.
+MAX_UNIDENTIFIED_PER_ADDRESS: Final = 8
+MAX_UNIDENTIFIED: Final = 100
+# One person's pages (their link, or a guest's browser): tabs, a phone and a laptop,
+# a reload overlapping the page it replaces.
+MAX_PAGES_PER_PERSON: Final = 8
+# Guests' pages, in the conference or waiting, from one address (a family, a clinic's
+# waiting room behind one router) and in all: far more than a group session has.
+MAX_GUEST_PAGES_PER_ADDRESS: Final = 20
+MAX_GUEST_PAGES: Final = 300
+# Guests waiting to be let in: a list a host can still read through.
+MAX_WAITING: Final = 50
+# What is kept of public guests who are not in: one who left (and was not removed or
+# turned away) is forgotten after this long, or sooner beyond the most recent
+# MAX_LEFT_GUESTS: they come back as a newcomer (a waiting room, a lock apply to
+# them again). Those removed or turned away are kept, the most recent MAX_BARRED_GUESTS.
+FORGET_GUESTS_AFTER_SECONDS: Final = 30 * 60.0
+MAX_LEFT_GUESTS: Final = 200
+MAX_BARRED_GUESTS: Final = 500
 # A write of the conference's state that failed (the database held by another
 # process) is tried again after this long, until it is written.
 SAVE_RETRY_SECONDS: Final = 2.0
@@ -141,6 +165,16 @@ class KeptOut(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class _Claim:
+    """Whom an open page is for, as far as is known yet."""
+
+    address: str | None
+    # None: a public link's page that has not said hello.
+    identity_key: str | None = None
+    guest: bool = False
+
+
 @dataclass(eq=False)
 class Knock:
     """A public guest's page waiting for a host to let them in."""
@@ -201,7 +235,7 @@ class Conference:
         self._ending: asyncio.Task[None] | None = None
         self._participants: dict[str, Participant] = {}
         # Every open page, joined or not yet: each is closed with the conference.
-        self._pages: set[Page] = set()
+        self._pages: dict[Page, _Claim] = {}
         self._shut = False
         self._recording = ConferenceRecording(composer, self.room, self._recording_stopped)
         # Keeping people out, for the conference's life: guests waiting to be let in,
@@ -211,6 +245,8 @@ class Conference:
         self._let_in: set[str] = set()
         self._barred: dict[str, int] = {}
         self._barred_addresses: set[str] = set()
+        # Guests who left (stored person key -> when), the longest gone first.
+        self._left_guests: OrderedDict[str, float] = OrderedDict()
         # What a restarted server takes up again (conference_state.py): read before
         # any page joins, written as it changes, in order, by one task at a time.
         self._saved_people: dict[str, SavedPerson] = {}
@@ -223,13 +259,41 @@ class Conference:
 
     # --- open pages --------------------------------------------------------------------
 
-    def attach(self, page: Page) -> None:
-        if len(self._pages) >= MAX_PAGES:
-            raise Conflict("This conference is full.")
-        self._pages.add(page)
+    def attach(self, page: Page, address: str | None, person: Identity | None) -> None:
+        """A page opens: `person` from a personal link, None on the public link until
+        its hello. Raises KeptOut beyond the page's bound."""
+        if person is not None:
+            self._check_pages_of(person)
+            self._pages[page] = _Claim(address, person.key)
+            return
+        unidentified = [c for c in self._pages.values() if c.identity_key is None]
+        if sum(c.address == address for c in unidentified) >= MAX_UNIDENTIFIED_PER_ADDRESS:
+            raise KeptOut(CLOSE_TOO_MANY_PAGES, "too many pages")
+        if len(unidentified) >= MAX_UNIDENTIFIED:
+            raise KeptOut(CLOSE_FULL, "full")
+        self._pages[page] = _Claim(address)
+
+    def identify(self, page: Page, identity: Identity) -> None:
+        """A public link's page has said who it is: a guest, within the guests' bounds.
+        Raises KeptOut beyond them."""
+        claim = self._pages.get(page)
+        if claim is None or claim.identity_key is not None:
+            return  # a personal link's, counted as its person's from the start
+        self._check_pages_of(identity)
+        guests = [c for c in self._pages.values() if c.guest]
+        if sum(c.address == claim.address for c in guests) >= MAX_GUEST_PAGES_PER_ADDRESS:
+            raise KeptOut(CLOSE_TOO_MANY_PAGES, "too many pages")
+        if len(guests) >= MAX_GUEST_PAGES:
+            raise KeptOut(CLOSE_FULL, "full")
+        self._pages[page] = replace(claim, identity_key=identity.key, guest=True)
+
+    def _check_pages_of(self, identity: Identity) -> None:
+        pages = sum(c.identity_key == identity.key for c in self._pages.values())
+        if pages >= MAX_PAGES_PER_PERSON:
+            raise KeptOut(CLOSE_TOO_MANY_PAGES, "too many pages")
 
     def detach(self, page: Page) -> None:
-        self._pages.discard(page)
+        self._pages.pop(page, None)
         self._quiet()
 
     @property
@@ -281,6 +345,8 @@ class Conference:
                 self._barred_addresses.add(person.barred_address)
             if person.let_in:
                 self._let_in.add(key)
+            if key.startswith("guest:") and person.barred is None:
+                self._left_guests[key] = time.monotonic()  # forgotten as if they left now
         for participant in self._participants.values():
             self._take_up_saved(participant)
         if saved.options:
@@ -319,6 +385,28 @@ class Conference:
         saved.barred, saved.let_in = self._barred.get(key), key in self._let_in
         saved.barred_address = barred_address
         self._saved_people[key] = saved
+        self._unsaved_people.add(key)
+        self._save_soon()
+
+    def _forget_guests(self) -> None:
+        """What FORGET_GUESTS_AFTER_SECONDS, MAX_LEFT_GUESTS and MAX_BARRED_GUESTS say."""
+        long_ago = time.monotonic() - FORGET_GUESTS_AFTER_SECONDS
+        left = self._left_guests
+        while left and (len(left) > MAX_LEFT_GUESTS or next(iter(left.values())) <= long_ago):
+            key, _ = left.popitem(last=False)
+            self._forget_person(key)
+        barred = [key for key in self._barred if key.startswith("guest:")]
+        for key in barred[: max(0, len(barred) - MAX_BARRED_GUESTS)]:
+            del self._barred[key]
+            self._forget_person(key)
+            self._barred_addresses = {
+                p.barred_address for p in self._saved_people.values() if p.barred_address
+            }
+
+    def _forget_person(self, key: str) -> None:
+        """A stored person the conference no longer keeps: gone from the database soon."""
+        self._saved_people.pop(key, None)
+        self._let_in.discard(key)
         self._unsaved_people.add(key)
         self._save_soon()
 
@@ -369,8 +457,12 @@ class Conference:
         while self._unsaved_people:
             key = next(iter(self._unsaved_people))
             self._unsaved_people.discard(key)
+            person = self._saved_people.get(key)
             try:
-                await self._states.save_person(self.event.id, key, self._saved_people[key])
+                if person is None:
+                    await self._states.forget_person(self.event.id, key)
+                else:
+                    await self._states.save_person(self.event.id, key, person)
             except BaseException:
                 self._unsaved_people.add(key)
                 raise
@@ -402,6 +494,8 @@ class Conference:
                 raise KeptOut(CLOSE_LOCKED, "locked")
             must_wait = self.options.waiting_room or address in self._barred_addresses
             if must_wait and person_key(identity.key) not in self._let_in:
+                if len(self._knocks) >= MAX_WAITING:
+                    raise KeptOut(CLOSE_FULL, "waiting room full")
                 await self._knock(Knock(_new_id(), connection, address))
                 return
         await self._enter(connection, address)
@@ -420,6 +514,7 @@ class Conference:
             self._take_up_saved(participant)
             self._participants[identity.key] = participant
         self._save_person(identity.key)  # its id, from now on the same after a restart
+        self._left_guests.pop(person_key(identity.key), None)
         was_active = participant.active
         _cancel(participant.grace)
         participant.grace = None
@@ -468,6 +563,11 @@ class Conference:
         key = participant.identity.key
         if not participant.invited and self._participants.get(key) is participant:
             del self._participants[key]
+        stored = person_key(key)
+        if participant.identity.kind == "guest" and stored not in self._barred:
+            self._left_guests[stored] = time.monotonic()
+            self._left_guests.move_to_end(stored)
+        self._forget_guests()
         await self._record(participant.identity.actor, "left")
         self._quiet()
 
@@ -554,6 +654,7 @@ class Conference:
             self._barred[person_key(knock.connection.identity.key)] = CLOSE_TURNED_AWAY
             self._save_person(knock.connection.identity.key)
             turned_away.append(knock)
+        self._forget_guests()
         self._tell_hosts_who_waits()
         await asyncio.gather(
             *(k.connection.close(CLOSE_TURNED_AWAY, "turned away") for k in turned_away)
@@ -573,6 +674,7 @@ class Conference:
         if address is not None:
             self._barred_addresses.add(address)
         self._save_person(participant.identity.key, barred_address=address)
+        self._forget_guests()
         # Their pages close before anything else waits on the database.
         connections = list(participant.connections)
         await asyncio.gather(*(c.close(CLOSE_REMOVED, "removed") for c in connections))
@@ -870,7 +972,10 @@ class Conference:
 
     async def _record(self, actor: audit.Actor, action: str, **detail: Any) -> None:
         async with self._db.transaction() as tx:
-            await audit.record(tx, actor, action, event_id=self.event.id, **detail)
+            if actor.kind == "guest":
+                await audit.record_guest(tx, action, event_id=self.event.id, **detail)
+            else:
+                await audit.record(tx, actor, action, event_id=self.event.id, **detail)
 
     async def shut(self) -> None:
         """No more grace periods, no more media: the conference is over for this server."""

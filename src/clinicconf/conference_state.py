@@ -150,3 +150,9 @@ class ConferenceStates:
                 person.barred_address,
             ),
         )
+
+    async def forget_person(self, event_id: int, key: str) -> None:
+        await self._db.execute(
+            "DELETE FROM conference_people WHERE event_id = ? AND person_key = ?",
+            (event_id, key),
+        )

@@ -23,6 +23,7 @@ const CLOSED_FOR_GOOD = {
   [CLOSE_CANCELLED]: "This conference was cancelled.",
   [CLOSE_ENDED]: "This conference has ended.",
   4429: "This conference is full.",
+  4428: "Too many pages of this conference are open here. Please close one and reload this page.",
   4423: "This conference is locked: nobody else can join it now.",
   4430: "You were removed from this conference.",
   4431: "The host did not let you in.",

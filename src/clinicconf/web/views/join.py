@@ -94,13 +94,19 @@ def invitees_seen_by(opened: OpenedLink) -> tuple[list[Invitee], list[Invitee]]:
 
 async def _record_opening(app: web.Application, opened: OpenedLink) -> None:
     link = opened.link
-    if link.kind == "public" or link.person_id is None:
-        actor, subject = audit.Actor("guest"), None
-    else:
-        actor, subject = audit.Actor(link.kind, link.person_id), (link.kind, link.person_id)
     async with app[keys.DATABASE].transaction() as tx:
+        if link.kind == "public" or link.person_id is None:
+            # Anyone may open the public link again and again: bounded as guests' rows are.
+            await audit.record_guest(tx, "link_opened", event_id=link.event_id, state=opened.state)
+            return
+        subject = (link.kind, link.person_id)
         await audit.record(
-            tx, actor, "link_opened", event_id=link.event_id, subject=subject, state=opened.state
+            tx,
+            audit.Actor(link.kind, link.person_id),
+            "link_opened",
+            event_id=link.event_id,
+            subject=subject,
+            state=opened.state,
         )
 
 

@@ -20,14 +20,13 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from ... import keys, names
 from ...conference import (
     CLOSE_ENDED,
-    CLOSE_FULL,
     Conference,
     Identity,
     KeptOut,
     ParticipantKind,
     now_ms,
 )
-from ...errors import Conflict, PermissionDenied, Refused, ServerBusy
+from ...errors import PermissionDenied, Refused, ServerBusy
 from ..middleware import client_address, database_busy
 from ..socket import PROTOCOL_VERSION, PageConnection
 from .join import MAX_DISPLAY_NAME, open_join_link
@@ -119,6 +118,11 @@ async def hello(session: Session, message: dict[str, Any]) -> None:
     else:
         assert session.person is not None, "a personal link names its holder"
         identity = session.person
+    try:
+        session.conference.identify(session, identity)
+    except KeptOut as exc:
+        await session.ws.close(code=exc.code, message=exc.reason.encode())
+        return
     connection = PageConnection(session.ws, identity)
     connection.start()
     session.connection = connection
@@ -319,9 +323,9 @@ async def _socket(request: web.Request, kind: Literal["personal", "public"]) -> 
         ws, conference, person, public=kind == "public", address=client_address(request)
     )
     try:
-        conference.attach(session)
-    except Conflict:
-        await ws.close(code=CLOSE_FULL, message=b"full")
+        conference.attach(session, session.address, person)
+    except KeptOut as exc:
+        await ws.close(code=exc.code, message=exc.reason.encode())
         return ws
     try:
         await _read(session)
