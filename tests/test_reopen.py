@@ -10,20 +10,28 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from aiohttp import web
+from playwright.async_api import expect
 
 from clinicconf import audit, keys
 from clinicconf.conference import CLOSE_ENDED
+from clinicconf.config import Settings
 from clinicconf.db import utc_now
 from clinicconf.scheduling import EventInput
 
+from .browser import serve, served_settings
 from .clinic import sign_in
-from .conftest import Account
+from .conftest import Account, AiohttpClient
 from .lobby_helpers import Client, Lobby, Page, socket_path
 from .lobby_helpers import lobby as lobby
 from .lobby_helpers import open_page as open_page
 from .lobby_helpers import settings as settings
 from .servers import wait_until
+from .test_lobby_browser import WAITING, Links, Visitors
+from .test_lobby_browser import clinic as clinic
+from .test_lobby_browser import links as links
+from .test_lobby_browser import visitors as visitors
 
 LOCAL_INPUT = "%Y-%m-%dT%H:%M"  # the edit form's times; the test clinic's zone is UTC
 
@@ -187,3 +195,35 @@ async def test_a_conference_ended_by_its_time_opens_again_when_moved_later(
     await reschedule(client, csrf, app, session.event_id, later, later + timedelta(hours=1))
     assert (await joins_and_stays(open_page, session.pat_path))["started"] is False
     assert await reopenings(app, session.event_id) == ['{"by": "rescheduled"}']
+
+
+class TestTheEndedPageInChromium:
+    """The host's page, once the conference has ended, offers "Reopen the conference";
+    the others' pages do not. Served where its links point, as for every browser test."""
+
+    @pytest.fixture
+    def settings(self, settings: Settings, unused_tcp_port: int) -> Settings:
+        return served_settings(settings, unused_tcp_port)
+
+    @pytest.fixture
+    async def client(self, aiohttp_client: AiohttpClient, settings: Settings) -> Client:
+        return await serve(aiohttp_client, settings)
+
+    async def test_the_host_reopens_from_the_ended_page(
+        self, visitors: Visitors, links: Links
+    ) -> None:
+        host = await visitors.open(links.host)
+        patient = await visitors.open(links.pat)
+        await expect(patient.get_by_text(WAITING)).to_be_visible()
+        await host.get_by_role("button", name="Start Conference").click()
+        host.on("dialog", lambda dialog: dialog.accept())
+        await host.get_by_role("button", name="End Conference for Everyone").click()
+        for page in (host, patient):
+            await expect(page.get_by_role("alert")).to_have_text("The host ended the conference.")
+        await expect(patient.get_by_role("button", name="Reopen the conference")).to_have_count(0)
+
+        await host.get_by_role("button", name="Reopen the conference").click()
+        # The page loads afresh, in the lobby of the conference opened again.
+        await expect(host.get_by_role("button", name="Start Conference")).to_be_enabled()
+        await patient.reload()
+        await expect(patient.get_by_text(WAITING)).to_be_visible()
