@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import accounts, keys, ops
+from . import accounts, keys, ops, owner_only
 from .app import create_app
 from .config import ConfigError, Settings, load_settings
 from .db import Database
@@ -199,6 +199,9 @@ _COMMANDS = {
 
 
 def run() -> None:
+    # The process's own setting: whatever serve or a command creates (the database
+    # and its journals, recordings, backups) is its owner's only.
+    owner_only.restrict_umask()
     sys.exit(main(sys.argv[1:]))
 
 

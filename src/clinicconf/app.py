@@ -13,6 +13,7 @@ from .config import Settings
 from .db import Database
 from .links import JoinLinks
 from .notify.sender import OutboxSender
+from .owner_only import owner_only_directory
 from .recording.jobs import Composer
 from .recording.store import Recordings
 from .scheduling import Scheduler
@@ -55,8 +56,10 @@ def create_app(settings: Settings) -> web.Application:
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.SETTINGS]
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.recordings_dir.mkdir(exist_ok=True)
+    # Health information: the server's folders are its own only, also when they
+    # were there before.
+    owner_only_directory(settings.data_dir)
+    owner_only_directory(settings.recordings_dir)
     db = await Database.open(settings.database_path)
     try:
         await db.migrate()

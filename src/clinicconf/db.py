@@ -18,6 +18,8 @@ from typing import Any, Final
 
 import aiosqlite
 
+from .owner_only import create_owner_only_file, owner_only_directory
+
 log = logging.getLogger(__name__)
 
 # The repository's migrations/ folder; the project is installed in editable mode.
@@ -74,7 +76,9 @@ class Database:
         # aiosqlite logs every statement with its parameters (names, emails, phones)
         # at debug level: keep that out of the server's log at any log level.
         logging.getLogger("aiosqlite").setLevel(logging.INFO)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        owner_only_directory(path.parent)
+        # SQLite gives its -wal, -shm and -journal files the database file's mode.
+        create_owner_only_file(path)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
         conn = await aiosqlite.connect(path, isolation_level=None)
         conn.row_factory = aiosqlite.Row

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import sqlite3
 import tempfile
@@ -26,6 +27,7 @@ from .config import Settings
 from .db import BUSY_TIMEOUT_MS, to_db_time, utc_now
 from .errors import Conflict, NotFound
 from .notify.email import connection_options, network_reason, smtp_failure
+from .owner_only import DIRECTORY_MODE, FILE_MODE, open_to_others, owner_only_directory
 
 # Each outside server gets this long to answer: check runs them side by side.
 CHECK_TIMEOUT_SECONDS: Final = 5.0
@@ -102,6 +104,7 @@ async def run_checks(settings: Settings) -> list[Finding]:
         smtp,
         _check_vonage(settings, vonage),
         _check_data_dir(settings),
+        _check_owner_only(settings),
         _check_free_space(settings),
         # Vonage's clock first: the public address may be a proxy on this very machine.
         _check_clock([r for r in (vonage, public) if isinstance(r, Answer)]),
@@ -276,6 +279,23 @@ def _check_data_dir(settings: Settings) -> Finding:
     )
 
 
+def _check_owner_only(settings: Settings) -> Finding:
+    subject = "file permissions"
+    exposed = open_to_others(settings.data_dir)
+    if exposed:
+        return Finding(
+            "warning",
+            subject,
+            f"{len(exposed)} of the files and folders in {settings.data_dir} can be opened by"
+            f" other accounts on this machine (e.g. {exposed[0]}): they hold health"
+            f" information; make them the server's user's only:"
+            f" chmod -R go= {shlex.quote(str(settings.data_dir))}",
+        )
+    return Finding(
+        "ok", subject, f"everything in {settings.data_dir} is its owner's only (or not there yet)"
+    )
+
+
 def _why_unwritable(directory: Path) -> str | None:
     """Why no file can be created in `directory`, or in its nearest existing parent
     when it does not exist yet; None when one can. A real file is created (and
@@ -351,10 +371,10 @@ def backup(settings: Settings, target: Path) -> int:
         raise Conflict(f"{target} is not an empty directory: give a new or empty one")
     # The database and the key together let anyone use every join link: owner only,
     # also when the directory was there already (nobody else may swap a file in).
-    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    owner_only_directory(target)
     if target.stat().st_uid != os.geteuid():
         raise Conflict(f"{target} belongs to another user: give a directory of your own")
-    target.chmod(0o700)
+    target.chmod(DIRECTORY_MODE)
 
     database = target / settings.database_path.name
     _copy_database(settings.database_path, database)
@@ -434,7 +454,7 @@ def _indexed(path: Path, root: Path) -> dict[str, Any]:
 
 def _write_private(path: Path, data: bytes) -> None:
     """A new file only its owner can read."""
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as file:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE), "wb") as file:
         file.write(data)
 
 

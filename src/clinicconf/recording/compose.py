@@ -14,7 +14,7 @@ a time, and pulls from each track, in step, only what that second needs:
   summed, clipped and encoded; a participant withheld then is not read at all.
 
 So memory holds a picture and about a second of sound per track whatever the
-conference's length. The file is written under a temporary name and renamed when
+conference's length. The file is written under a temporary name (its owner's only) and renamed when
 complete: the final name never holds half a file.
 
     python -m clinicconf.recording.compose DIR
@@ -39,6 +39,7 @@ import numpy as np
 from av.container import InputContainer
 from numpy.typing import NDArray
 
+from ..owner_only import create_owner_only_file, restrict_umask
 from .files import COMPOSED, read_timeline, track_files
 
 WIDTH: Final = 960
@@ -112,6 +113,8 @@ def compose(directory: Path, progress: Callable[[float], None] = _no_progress) -
                     videos[participant] = _VideoTrack(container)
                 else:
                     sounds[participant] = _AudioTrack(container)
+            partial.unlink(missing_ok=True)  # a composition cut short left it, of any mode
+            create_owner_only_file(partial)
             with av.open(str(partial), "w", format="webm") as output:
                 _Composer(output, videos, sounds).run(spans, duration_ms, progress)
         os.replace(partial, target)
@@ -394,6 +397,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("directory", type=Path, help="the recording's directory")
     args = parser.parse_args(argv)
     os.nice(10)  # live conferences first
+    restrict_umask()  # the composed file is health information too
 
     def report(fraction: float) -> None:
         print(f"progress {fraction:.3f}", flush=True)

@@ -12,18 +12,23 @@ A recording is a directory under the data directory's `recordings/`, named by it
   `{"t": ms, "recording": bool, "video": [participant, ...], "audio": [...]}`; the
   last line is `{"t": ms, "end": true}` when the recording ended cleanly.
 - `conference.webm`: the one playable file composed after the conference.
+
+Every file and folder is its owner's only (owner_only.py).
 """
 
 from __future__ import annotations
 
 import fractions
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
 import av
 from av.container import OutputContainer
+
+from ..owner_only import FILE_MODE, create_owner_only_file, owner_only_directory
 
 Kind = Literal["audio", "video"]
 TIME_BASE: Final = fractions.Fraction(1, 1000)
@@ -86,7 +91,8 @@ class TrackFile:
         self.last_pts = pts
 
     def _open(self, first: bytes) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        owner_only_directory(self.path.parent)
+        create_owner_only_file(self.path)
         container = av.open(str(self.path), "w", format="webm", options=dict(_LIVE_OPTIONS))
         try:
             if self.kind == "video":
@@ -118,7 +124,8 @@ class Timeline:
     def append(self, entry: dict[str, Any]) -> None:
         """Append one entry; handed to the operating system at once (the recorder syncs
         it to the disk with the tracks)."""
-        with self.path.open("a", encoding="utf-8") as file:
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        with open(descriptor, "a", encoding="utf-8") as file:
             file.write(json.dumps(entry, separators=(",", ":")) + "\n")
 
 
