@@ -14,7 +14,11 @@ a time, and pulls from each track, in step, only what that second needs:
   summed, clipped and encoded; a participant withheld then is not read at all.
 
 So memory holds a picture and about a second of sound per track whatever the
-conference's length. The file is written under a temporary name (its owner's only) and renamed when
+conference's length; a picture is never larger than files.py's bounds: a track ends
+(is shown no more, and is noted damaged in the timeline) at a keyframe claiming a
+size out of them, before it is decoded. A track that cannot be opened is left out,
+and a frame that cannot be decoded is skipped: the others are composed all the same.
+The file is written under a temporary name (its owner's only) and renamed when
 complete: the final name never holds half a file.
 
     python -m clinicconf.recording.compose DIR
@@ -40,7 +44,17 @@ from av.container import InputContainer
 from numpy.typing import NDArray
 
 from ..owner_only import create_owner_only_file, restrict_umask
-from .files import COMPOSED, read_timeline, track_files
+from .files import (
+    COMPOSED,
+    TIMELINE,
+    DamagedTrack,
+    Timeline,
+    damage_note,
+    damaged_tracks,
+    read_timeline,
+    track_files,
+    unrecordable_keyframe,
+)
 
 WIDTH: Final = 960
 HEIGHT: Final = 540
@@ -100,6 +114,7 @@ def compose(directory: Path, progress: Callable[[float], None] = _no_progress) -
         raise NothingRecorded("Nothing was recorded (no time was recorded).")
     target = directory / COMPOSED
     partial = target.with_name(f".{target.name}.partial")
+    cut: list[DamagedTrack] = []
     try:
         with ExitStack() as stack:
             videos: dict[str, _VideoTrack] = {}
@@ -110,7 +125,7 @@ def compose(directory: Path, progress: Callable[[float], None] = _no_progress) -
                     continue
                 stack.enter_context(container)
                 if kind == "video":
-                    videos[participant] = _VideoTrack(container)
+                    videos[participant] = _VideoTrack(container, participant, cut.append)
                 else:
                     sounds[participant] = _AudioTrack(container)
             partial.unlink(missing_ok=True)  # a composition cut short left it, of any mode
@@ -121,7 +136,20 @@ def compose(directory: Path, progress: Callable[[float], None] = _no_progress) -
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+    _note_damaged(directory, cut)
     return Composition(duration_ms=duration_ms, size_bytes=target.stat().st_size)
+
+
+def _note_damaged(directory: Path, cut: list[DamagedTrack]) -> None:
+    """Into the timeline, for the recording's page: the tracks the composer ended
+    early that the recorder had not (a composition begun again finds them again)."""
+    noted = {(track.participant, track.kind) for track in damaged_tracks(directory)}
+    timeline = Timeline(directory / TIMELINE)
+    for track in cut:
+        if (track.participant, track.kind) not in noted:
+            timeline.append(
+                {"t": track.at_ms, **damage_note(track.participant, track.kind, track.why)}
+            )
 
 
 def recorded_spans(timeline: list[dict[str, Any]], end_ms: int) -> list[Span]:
@@ -186,14 +214,20 @@ def _packets(container: InputContainer) -> Iterator[av.Packet[Any]]:
         return
 
 
-def _decoded(container: InputContainer) -> Iterator[Any]:
+def _decoded(packets: Iterator[av.Packet[Any]]) -> Iterator[Any]:
     """A track's frames, decoded one packet at a time."""
-    for packet in _packets(container):
+    for packet in packets:
         try:
             frames = packet.decode()
         except av.error.FFmpegError:
             continue  # a damaged frame (a crash's last one): the decoder recovers
         yield from frames
+
+
+def _packet_ms(packet: av.Packet[Any]) -> float:
+    if packet.pts is None or packet.time_base is None:
+        return 0.0
+    return float(packet.pts * packet.time_base * 1000)
 
 
 def _ms(frame: av.VideoFrame | av.AudioFrame) -> float:
@@ -203,19 +237,41 @@ def _ms(frame: av.VideoFrame | av.AudioFrame) -> float:
 
 class _VideoTrack:
     """One participant's video, decoded as the output's time goes forward: its latest
-    picture, scaled when shown."""
+    picture, scaled when shown. It ends at a keyframe whose picture size is out of
+    bounds (`cut` is told): from that moment on it shows nothing."""
 
-    def __init__(self, container: InputContainer) -> None:
-        self._frames = (f for f in _decoded(container) if f.pts is not None)
+    def __init__(
+        self, container: InputContainer, participant: str, cut: Callable[[DamagedTrack], None]
+    ) -> None:
+        self._participant = participant
+        self._cut = cut
+        self._cut_at_ms: float | None = None
+        self._frames = (
+            f for f in _decoded(self._bounded(_packets(container))) if f.pts is not None
+        )
         self._next: av.VideoFrame | None = next(self._frames, None)
         self.current: av.VideoFrame | None = None
         self._scaled: av.VideoFrame | None = None  # `current` at its shown size
+
+    def _bounded(self, packets: Iterator[av.Packet[Any]]) -> Iterator[av.Packet[Any]]:
+        """The packets up to the first keyframe claiming a picture size out of bounds:
+        decoding it would take memory without bound."""
+        for packet in packets:
+            why = unrecordable_keyframe(bytes(memoryview(packet)[:10]))
+            if why is not None:
+                at_ms = _packet_ms(packet)
+                self._cut_at_ms = at_ms
+                self._cut(DamagedTrack(self._participant, "video", round(at_ms), why))
+                return
+            yield packet
 
     def advance(self, time_ms: float) -> None:
         """Decode up to the latest picture at or before `time_ms` (never back)."""
         while self._next is not None and _ms(self._next) <= time_ms:
             self.current, self._next = self._next, next(self._frames, None)
             self._scaled = None
+        if self._cut_at_ms is not None and time_ms >= self._cut_at_ms:
+            self.current = None
 
     def scaled(self, width: int, height: int) -> av.VideoFrame:
         """The current picture at that size, in the canvas's format; a picture shown
@@ -233,7 +289,7 @@ class _AudioTrack:
     mono samples placed by their timestamps."""
 
     def __init__(self, container: InputContainer) -> None:
-        self._frames = (f for f in _decoded(container) if f.pts is not None)
+        self._frames = (f for f in _decoded(_packets(container)) if f.pts is not None)
         # One row of samples per channel, averaged below: FFmpeg's own downmix would
         # make a voice sent in stereo (the same on both sides) 3 dB louder.
         self._planar = av.AudioResampler(format="fltp", rate=SAMPLE_RATE)

@@ -10,10 +10,17 @@ A recording is a directory under the data directory's `recordings/`, named by it
   to the disk (sfu/recorder.py: every two seconds).
 - `timeline.jsonl`: one JSON line per change of what is recorded:
   `{"t": ms, "recording": bool, "video": [participant, ...], "audio": [...]}`; the
-  last line is `{"t": ms, "end": true}` when the recording ended cleanly.
+  last line is `{"t": ms, "end": true}` when the recording ended cleanly. A track
+  that ended early because what it carried could not be recorded (the recorder) or
+  composed (the composer) is noted `{"t": ms, "damaged": participant, "kind": kind,
+  "why": text}`; from then on the recorder records it no more, and the composer
+  shows none of it.
 - `conference.webm`: the one playable file composed after the conference.
 
-Every file and folder is its owner's only (owner_only.py).
+Every file and folder is its owner's only (owner_only.py). A picture is at most
+MAX_PICTURE_SIDE pixels on either side and MAX_PICTURE_PIXELS in all: a video's
+keyframe claiming another size (0x0, or VP8's 16383x16383) ends that track, in the
+recorder and in the composer alike.
 """
 
 from __future__ import annotations
@@ -40,6 +47,14 @@ COMPOSED: Final = "conference.webm"
 _LIVE_OPTIONS: Final = {"live": "1", "cluster_time_limit": "1000", "flush_packets": "1"}
 _ENCODERS: Final[dict[Kind, str]] = {"audio": "libopus", "video": "libvpx"}
 _VP8_START_CODE: Final = b"\x9d\x01\x2a"
+# A 4K screen share (3840x2160), the largest picture a browser sends, fits in either
+# orientation; decoding one takes 14 MB a picture, so memory stays bounded per track.
+MAX_PICTURE_SIDE: Final = 4096
+MAX_PICTURE_PIXELS: Final = 4096 * 2304
+
+
+class UnrecordableFrame(ValueError):
+    """What a participant sent cannot be kept as a picture: their track ends there."""
 
 
 def track_path(directory: Path, participant: str, kind: Kind) -> Path:
@@ -63,6 +78,23 @@ def vp8_keyframe_size(frame: bytes) -> tuple[int, int] | None:
     return width, height
 
 
+def picture_size_allowed(width: int, height: int) -> bool:
+    return (
+        0 < width <= MAX_PICTURE_SIDE
+        and 0 < height <= MAX_PICTURE_SIDE
+        and width * height <= MAX_PICTURE_PIXELS
+    )
+
+
+def unrecordable_keyframe(frame: bytes) -> str | None:
+    """Why a VP8 frame cannot be kept (a keyframe claiming a picture size out of
+    bounds); None when it can."""
+    size = vp8_keyframe_size(frame)
+    if size is None or picture_size_allowed(*size):
+        return None
+    return "a keyframe claims a {}x{} picture".format(*size)
+
+
 class TrackFile:
     """One track's WebM file, opened at its first frame (a video's keyframe gives
     the picture size the header needs)."""
@@ -76,7 +108,11 @@ class TrackFile:
 
     def write(self, data: bytes, pts: int, *, keyframe: bool = True) -> None:
         """Add one encoded frame at `pts` milliseconds; a frame not after the last
-        one written is moved just after it (a container's time only goes forward)."""
+        one written is moved just after it (a container's time only goes forward).
+        A video keyframe of a size out of bounds raises UnrecordableFrame, and is
+        not written."""
+        if self.kind == "video" and (why := unrecordable_keyframe(data)) is not None:
+            raise UnrecordableFrame(why)
         if self._container is None:
             self._open(data)
         if self.last_pts is not None and pts <= self.last_pts:
@@ -98,7 +134,7 @@ class TrackFile:
             if self.kind == "video":
                 size = vp8_keyframe_size(first)
                 if size is None:
-                    raise ValueError("a video track must start with a keyframe")
+                    raise UnrecordableFrame("a video track must start with a keyframe")
                 stream: Any = container.add_stream(_ENCODERS["video"], rate=30)
                 stream.width, stream.height = size
             else:
@@ -129,6 +165,11 @@ class Timeline:
             file.write(json.dumps(entry, separators=(",", ":")) + "\n")
 
 
+def damage_note(participant: str, kind: Kind, why: str) -> dict[str, object]:
+    """The timeline's entry (less its time) saying that a track ends, and why."""
+    return {"damaged": participant, "kind": kind, "why": why}
+
+
 def read_timeline(directory: Path) -> list[dict[str, Any]]:
     """The timeline's entries in order; a last line cut short by a crash is skipped."""
     path = directory / TIMELINE
@@ -141,6 +182,27 @@ def read_timeline(directory: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             break
     return entries
+
+
+@dataclass(frozen=True)
+class DamagedTrack:
+    """A track that ended early because what it carried could not be kept."""
+
+    participant: str
+    kind: Kind
+    at_ms: int  # from the recording's start
+    why: str  # e.g. "a keyframe claims a 0x0 picture"
+
+
+def damaged_tracks(directory: Path) -> list[DamagedTrack]:
+    """The recording's damaged tracks, each once (when it was first noted), in order."""
+    found: dict[tuple[str, str], DamagedTrack] = {}
+    for entry in read_timeline(directory):
+        participant, kind = entry.get("damaged"), entry.get("kind")
+        if isinstance(participant, str) and kind in ("audio", "video"):
+            noted = DamagedTrack(participant, kind, int(entry["t"]), str(entry.get("why", "")))
+            found.setdefault((participant, kind), noted)
+    return list(found.values())
 
 
 def track_files(directory: Path) -> list[tuple[Path, str, Kind]]:

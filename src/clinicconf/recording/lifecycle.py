@@ -57,7 +57,7 @@ class ConferenceRecording:
         store = self._composer.store
         recording_id = await store.create(event)
         directory = store.directory(recording_id)
-        recorder = Recorder(directory, lambda why: self._broke(recording_id, why))
+        recorder = Recorder(recording_id, directory, lambda why: self._broke(recording_id, why))
         self._current = (recording_id, recorder)
         self._present = {}
         self._room.record(recorder)

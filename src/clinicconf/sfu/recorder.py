@@ -13,6 +13,11 @@ Times are milliseconds since the recording began, on the monotonic clock; a
 track's frames are placed by their RTP timestamps from the moment the first one
 arrived, so packets held up on the network do not move their frames.
 
+A track whose media cannot be kept (a video keyframe claiming an impossible picture
+size, or anything else its file refuses) ends alone: its file is closed, the
+timeline notes it, and the other tracks and the recording go on. Only the disk
+failing (an OSError) stops the whole recording.
+
 Writing happens on the event loop (a packet is a few microseconds of work, into
 the page cache); every few seconds the files are synced to the disk from a thread,
 so that a power cut loses no more than that.
@@ -21,6 +26,7 @@ so that a power cut loses no more than that.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -32,7 +38,15 @@ from aiortc.codecs.vpx import vp8_depayload
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import RtpPacket
 
-from ..recording.files import TIMELINE, Timeline, TrackFile, track_path, vp8_keyframe_size
+from ..recording.files import (
+    TIMELINE,
+    Timeline,
+    TrackFile,
+    UnrecordableFrame,
+    damage_note,
+    track_path,
+    vp8_keyframe_size,
+)
 from .passthrough import CLOCK_RATES, PacketSink, PacketSource, newer
 from .router import Kind
 
@@ -54,14 +68,24 @@ Failed = Callable[[str], None]
 
 class TrackRecorder(PacketSink):
     """One participant's audio or video, written to its file as it comes. It never
-    limits the publisher's bitrate (`remb` stays None)."""
+    limits the publisher's bitrate (`remb` stays None). `failed` is told when the
+    recording cannot go on, `damaged` when only this track cannot (without it, that
+    stops the recording too)."""
 
-    def __init__(self, file: TrackFile, kind: Kind, now_ms: Callable[[], int], failed: Failed):
+    def __init__(
+        self,
+        file: TrackFile,
+        kind: Kind,
+        now_ms: Callable[[], int],
+        failed: Failed,
+        damaged: Failed | None = None,
+    ):
         self._file = file
         self._kind = kind
         self._clock_rate = CLOCK_RATES[kind]
         self._now_ms = now_ms
         self._failed = failed
+        self._damaged = damaged or failed
         self._restart()
 
     def _restart(self) -> None:
@@ -123,11 +147,15 @@ class TrackRecorder(PacketSink):
         return now
 
     def failed(self, exc: Exception) -> None:
-        """Writing raised (the disk is full, say): the recording cannot go on."""
+        """Writing raised. The disk (full, say): the recording cannot go on; anything
+        else is this track's media: it ends alone."""
         self.connect(None)
-        # The system's words (e.g. "No space left on device"), never a path.
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        self._failed(f"The recording could not be saved on the server ({why}).")
+        if isinstance(exc, OSError):
+            # The system's words (e.g. "No space left on device"), never a path.
+            why = exc.strerror or type(exc).__name__
+            self._failed(f"The recording could not be saved on the server ({why}).")
+        else:
+            self._damaged(str(exc) if isinstance(exc, UnrecordableFrame) else type(exc).__name__)
 
     @property
     def path(self) -> Path:
@@ -141,12 +169,17 @@ class TrackRecorder(PacketSink):
 class Recorder:
     """A conference's recording while it is written: its tracks and its timeline."""
 
-    def __init__(self, directory: Path, failed: Failed) -> None:
+    def __init__(self, recording_id: int, directory: Path, failed: Failed) -> None:
+        self._recording_id = recording_id
         self._directory = directory
         self._origin = time.monotonic()
         self._timeline = Timeline(directory / TIMELINE)
         self._failed = failed
         self._tracks: dict[Track, TrackRecorder] = {}
+        # Ended for the rest of this recording: what they send is not recorded again.
+        self._damaged: set[Track] = set()
+        # What the room last asked to record, damaged tracks included.
+        self._wanted: dict[Track, PacketSource] = {}
         self._last_entry: dict[str, object] | None = None
         self.paused = False
         self.broken = False
@@ -164,9 +197,12 @@ class Recorder:
                 self.route({})
 
     def route(self, recorded: Mapping[Track, PacketSource]) -> None:
-        """Record exactly `recorded` from now on (nothing while paused)."""
+        """Record exactly `recorded` from now on (nothing while paused), but for the
+        damaged tracks."""
+        self._wanted = dict(recorded)
         if self.paused or self.broken:
             recorded = {}
+        recorded = {t: source for t, source in recorded.items() if t not in self._damaged}
         for track, recorder in self._tracks.items():
             if track not in recorded:
                 recorder.connect(None)
@@ -174,7 +210,8 @@ class Recorder:
             if track not in self._tracks:
                 participant, kind = track
                 file = TrackFile(track_path(self._directory, participant, kind), kind)
-                self._tracks[track] = TrackRecorder(file, kind, self.now_ms, self._break)
+                damaged = functools.partial(self._damage, track)
+                self._tracks[track] = TrackRecorder(file, kind, self.now_ms, self._break, damaged)
             self._tracks[track].connect(source)
         entry: dict[str, object] = {
             "recording": not (self.paused or self.broken),
@@ -183,7 +220,25 @@ class Recorder:
         }
         if entry != self._last_entry:
             self._last_entry = entry
-            self._write({"t": self.now_ms(), **entry})
+            self._write(entry)
+
+    def _damage(self, track: Track, why: str) -> None:
+        """One track's media cannot be kept: that track ends, the others go on."""
+        if track in self._damaged or self.broken:
+            return
+        self._damaged.add(track)
+        participant, kind = track
+        # The participant's id, as their files are named: never a name.
+        log.warning(
+            "recording %d: the %s track of participant %s ends here (%s); the others go on",
+            self._recording_id, kind, participant, why,
+        )  # fmt: skip
+        try:
+            self._tracks[track].close()  # plays up to its last frame kept
+        except Exception:
+            log.warning("a damaged track could not be closed cleanly", exc_info=True)
+        self._write(damage_note(participant, kind, why))
+        self.route(self._wanted)
 
     def _break(self, reason: str) -> None:
         if not self.broken:
@@ -193,8 +248,9 @@ class Recorder:
             self._failed(reason)
 
     def _write(self, entry: dict[str, object]) -> None:
+        """Append `entry` to the timeline, at the time now."""
         try:
-            self._timeline.append(entry)
+            self._timeline.append({"t": self.now_ms(), **entry})
         except OSError as exc:
             self._break(f"The recording could not be saved on the server ({exc.strerror}).")
 
@@ -216,7 +272,7 @@ class Recorder:
             except OSError:
                 log.warning("a recorded track could not be closed cleanly", exc_info=True)
         if not self.broken:
-            self._write({"t": self.now_ms(), "end": True})
+            self._write({"end": True})
 
 
 def _sync_to_disk(paths: list[Path]) -> None:
