@@ -422,6 +422,7 @@ MESSAGES: Final = [
     Said("start", hosts_only("result")),
     Said("set_shown", hosts_only("result"), {"participant": PATIENT, "shown": False}),
     Said("set_permission", hosts_only("result"), {"participant": PATIENT, "permission": "audio"}),
+    Said("reopen", hosts_only("not_ended")),
     Said("end", hosts_only("closed 4411")),  # after an "ended" message, like every page
     Said("join_media", everyone("not_started")),
     Said("join_media", everyone("result"), started=True),

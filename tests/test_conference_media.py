@@ -96,11 +96,12 @@ async def test_without_moderator_everyone_receives_everyone(lobby: Lobby, join: 
     )
     for participant in three.everyone:
         assert participant.wrong_pictures == 0
-    # Names follow the landing page's rules: a guest sees a patient as "Patient".
+    # Names follow the landing page's rules: a guest sees a patient as "Patient", a
+    # patient a guest as "Guest".
     names = {t["participant"]: t["name"] for t in guest.tracks.values()}
     assert names == {host.id: "Ada Admin", patient.id: "Patient"}
     names = {t["participant"]: t["name"] for t in patient.tracks.values()}
-    assert names == {host.id: "Ada Admin", guest.id: "Participant"}
+    assert names == {host.id: "Ada Admin", guest.id: "Guest"}
 
 
 @pytest.mark.parametrize("forwarding", ["packets", "transcode"])

@@ -4,6 +4,7 @@ presence, who sees whom, the host's options and start, reconnects, cancellation.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -185,7 +186,9 @@ async def test_a_page_not_yet_joined_is_closed_with_its_cancelled_event(
     assert await typing.closed() == 4410
 
 
-async def test_a_patient_does_not_see_the_public_guests(lobby: Lobby, open_page: Any) -> None:
+async def test_a_patient_sees_a_public_guest_as_guest_never_by_name(
+    lobby: Lobby, open_page: Any
+) -> None:
     patient, _ = await open_page(lobby.pat_path)
     _, welcome = await open_page(lobby.public_path, display_name="Gail")
     assert "Pat Patel" not in by_name(welcome)  # (the guest sees "Patient")
@@ -193,7 +196,8 @@ async def test_a_patient_does_not_see_the_public_guests(lobby: Lobby, open_page:
     assert "Gail" in by_name(host_welcome)
     await patient.request("ping")
     heard_of = [m["participant"]["name"] for m in patient.passed_over if m["type"] == "presence"]
-    assert heard_of == ["Ada Admin"]  # the host's arrival, not the guest's
+    assert heard_of == ["Guest", "Ada Admin"]  # told a guest came in, never who
+    assert "Gail" not in json.dumps(patient.passed_over)
 
 
 @pytest.mark.parametrize("public", [False, True])

@@ -263,6 +263,7 @@ async def test_a_host_a_patient_and_a_guest_at_once(visitors: Visitors, links: L
     await expect(active(guest)).to_contain_text("Patient")
     await expect(guest.locator("body")).not_to_contain_text("Pat Patient")
     await expect(active(patient)).to_contain_text("Sam Staff")
+    await expect(active(patient)).to_contain_text("Guest")
     await expect(patient.locator("body")).not_to_contain_text("Gail Guest")
 
     await host.get_by_role("button", name="Start Conference").click()
