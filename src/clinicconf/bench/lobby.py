@@ -30,7 +30,14 @@ from typing import Any, Final
 
 import aiohttp
 
-from .server import SetupFailed, bench_settings, run_bounded, running_server, schedule_conference
+from .server import (
+    SetupFailed,
+    as_client,
+    bench_settings,
+    run_bounded,
+    running_server,
+    schedule_conference,
+)
 
 TARGET_P95_MS: Final = 100.0
 # Pages connecting at the same moment: quick, without a thundering herd.
@@ -73,13 +80,13 @@ class LoadedLobby:
 
     async def open(self) -> None:
         """The host first, so that it sees every guest arrive; then the guests."""
-        await self._open_page(self._host_url, {}, self._host_saw)
+        await self._open_page(self._host_url, {}, self._host_saw, client=0)
         slots = asyncio.Semaphore(CONNECTING_AT_ONCE)
 
         async def open_guest(number: int) -> None:
             async with slots:
                 await self._open_page(
-                    self._public_url, {"display_name": f"Guest {number}"}, self._guest_saw
+                    self._public_url, {"display_name": f"Guest {number}"}, self._guest_saw, number
                 )
 
         opened = await asyncio.gather(
@@ -101,7 +108,9 @@ class LoadedLobby:
         took to hear of the arrival. Fewer figures than guests: some never did."""
         newcomer = f"Latecomer {number}"
         self._round = current = Round(newcomer, self._guest_count)
-        ws = await self._session.ws_connect(self._public_url)  # connecting is not timed
+        # Connecting is not timed; each latecomer is a client of its own.
+        client = as_client(self._guest_count + number)
+        ws = await self._session.ws_connect(self._public_url, headers=client)
         hello = {"v": 1, "id": 1, "type": "hello", "client_key": secrets.token_urlsafe(16)}
         sent_at = time.time()
         await ws.send_json(hello | {"display_name": newcomer})
@@ -117,11 +126,15 @@ class LoadedLobby:
         await asyncio.gather(*self._readers, return_exceptions=True)
 
     async def _open_page(
-        self, url: str, hello: dict[str, Any], saw: Callable[[dict[str, Any], float], None]
+        self,
+        url: str,
+        hello: dict[str, Any],
+        saw: Callable[[dict[str, Any], float], None],
+        client: int,
     ) -> aiohttp.ClientWebSocketResponse:
         try:
             async with asyncio.timeout(PAGE_OPEN_SECONDS):
-                ws = await self._session.ws_connect(url)
+                ws = await self._session.ws_connect(url, headers=as_client(client))
                 await ws.send_json(
                     {"v": 1, "id": 1, "type": "hello", "client_key": secrets.token_urlsafe(16)}
                     | hello

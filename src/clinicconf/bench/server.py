@@ -4,6 +4,7 @@ the server started in a process of its own on 127.0.0.1 (media on loopback too).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import socket
 import sys
@@ -22,6 +23,11 @@ from ..scheduling import EventInput, EventTypeInput, Scheduler, StaffInput
 from ..security import load_or_create_secret_key
 
 HOST: Final = "127.0.0.1"
+# The load's pages arrive as a clinic's do: each from a client of its own, here
+# through a reverse proxy on 127.0.0.1, so that the server's limits per client address
+# apply to each page as they would. The addresses are only named in a header, never
+# sent to: 198.18.0.0/15 is set aside for benchmarks (RFC 2544).
+BENCH_CLIENTS: Final = ipaddress.ip_network("198.18.0.0/15")
 SERVER_START_SECONDS: Final = 20.0
 SERVER_STOP_SECONDS: Final = 5.0
 
@@ -38,7 +44,13 @@ def bench_settings(data_dir: Path, forwarding: Forwarding = "packets") -> Settin
         presence_grace_seconds=0,
         ice_addresses=HOST,
         forwarding=forwarding,
+        trusted_proxies=HOST,
     )
+
+
+def as_client(number: int) -> dict[str, str]:
+    """Headers for a page that comes from the `number`th client of the load."""
+    return {"X-Forwarded-For": str(BENCH_CLIENTS[1 + number % (BENCH_CLIENTS.num_addresses - 2)])}
 
 
 class SetupFailed(Exception):
@@ -107,6 +119,7 @@ async def running_server(
             "--data-dir", str(settings.data_dir), "--host", HOST, "--port", str(settings.port),
             "--presence-grace-seconds", str(settings.presence_grace_seconds),
             "--ice-addresses", settings.ice_addresses, "--forwarding", settings.forwarding,
+            "--trusted-proxies", settings.trusted_proxies,
             "--log-level", "WARNING", "serve",
             stdout=log, stderr=log,
         )  # fmt: skip

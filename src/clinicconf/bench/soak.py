@@ -72,6 +72,7 @@ from . import clip
 from .lobby import CONNECTING_AT_ONCE, PAGE_OPEN_SECONDS
 from .server import (
     SetupFailed,
+    as_client,
     bench_settings,
     run_bounded,
     running_server,
@@ -135,13 +136,15 @@ class IdlePage:
         await self._ws.close()
 
 
-async def open_page(session: aiohttp.ClientSession, url: str, name: str) -> IdlePage | str:
-    """The page once welcomed; otherwise why not."""
+async def open_page(
+    session: aiohttp.ClientSession, url: str, name: str, client: int
+) -> IdlePage | str:
+    """The page of the `client`th client of the load, once welcomed; otherwise why not."""
     ws: aiohttp.ClientWebSocketResponse | None = None
     hello = {"v": 1, "id": 1, "type": "hello", "client_key": secrets.token_urlsafe(16)}
     try:
         async with asyncio.timeout(PAGE_OPEN_SECONDS):
-            ws = await session.ws_connect(url)
+            ws = await session.ws_connect(url, headers=as_client(client))
             await ws.send_json(hello | {"display_name": name})
             async for frame in ws:
                 if frame.type == aiohttp.WSMsgType.TEXT and json.loads(frame.data)["type"] == (
@@ -334,7 +337,7 @@ async def _open_pages(
     async def open_one(number: int) -> IdlePage | str:
         async with slots:
             _, public_link = lobbies[number % len(lobbies)]
-            return await open_page(session, public_link, f"Waiting {number}")
+            return await open_page(session, public_link, f"Waiting {number}", number)
 
     opened = await asyncio.gather(*(open_one(n) for n in range(result.options.idle_pages)))
     result.pages = [page for page in opened if isinstance(page, IdlePage)]
