@@ -133,6 +133,10 @@ async def test_an_event_changed_twice_during_an_outage_sends_one_invitation_each
             [p.id for p in event.patients],
         )
         await consultation.scheduler.update_event(consultation.user, event.id, change)
+    # The outage lasts until the newest invitations have failed once, so that no attempt
+    # is still under way when the server comes back: a message already being sent when
+    # it was superseded rightly goes out (sender.py), and that is not this case.
+    await wait_for_outbox(app, lambda row: row["status"] == "superseded" or tried_and_failed(row))
 
     smtp_server.start()
     await make_retries_due(app)
