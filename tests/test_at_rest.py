@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from clinicconf import ops
+from clinicconf import keys, ops
 from clinicconf.app import create_app
 from clinicconf.bench.server import bench_settings, running_server, schedule_conference
 from clinicconf.config import Settings
@@ -25,7 +25,8 @@ from clinicconf.db import Database
 from clinicconf.recording.compose import compose
 from clinicconf.sfu import ice
 
-from .conftest import AiohttpClient, make_account
+from .conftest import AiohttpClient
+from .consultation import schedule_consultation
 from .media_peers import MediaParticipant
 from .servers import wait_until
 from .test_compose import SHADES, steady, write_audio, write_timeline, write_video
@@ -137,11 +138,10 @@ async def test_the_application_keeps_what_it_writes_its_users_only(
     for directory in (settings.data_dir, settings.recordings_dir):
         directory.chmod(0o755)
     client = await aiohttp_client(create_app(settings))
-    await make_account(client.app, "Ada Admin", "ada@clinic.test", "a long password", admin=True)
-    # A recording's files, as the recorder and the composer write them (its folder
-    # is the store's: see the first test).
-    recording = settings.recordings_dir / "1"
-    recording.mkdir(mode=0o700)
+    # A recording's folder, as the store makes it, and its files, as the recorder and
+    # the composer write them.
+    store = client.app[keys.RECORDINGS]
+    recording = store.directory(await store.create((await schedule_consultation(client.app)).event))
     write_video(recording, "ann", 0, 1000, steady(SHADES["ann"]))
     write_audio(recording, "ann", 0, 1000, 440.0)
     write_timeline(

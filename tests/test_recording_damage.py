@@ -28,6 +28,8 @@ from clinicconf.recording.files import (
     track_path,
 )
 
+from .clinic import sign_in
+from .conftest import Account
 from .lobby_helpers import Client, Lobby
 from .lobby_helpers import lobby as lobby
 from .lobby_helpers import settings as settings
@@ -158,6 +160,8 @@ async def test_a_camera_claiming_impossible_pictures_loses_only_its_own_video(
     join: Join,
     join_tampering: JoinTampering,
     app: web.Application,
+    client: Client,
+    admin: Account,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Pat's camera claims 0x0 in every keyframe, from the first on; Quinn's, one
@@ -226,6 +230,14 @@ async def test_a_camera_claiming_impossible_pictures_loses_only_its_own_video(
     end = composed.duration
     for tone in (500, 800, 1250):
         assert tone_level(composed.sound, end - 1.4, end - 0.6, tone) > 0.01, tone
+
+    # The recording's page says which tracks ended early, whose, and why.
+    await sign_in(client, admin)
+    async with client.get(f"/recordings/{recording.id}") as page:
+        text = await page.text()
+    assert "Tracks that ended early" in text
+    assert "Video of Pat Patel, after 0 s: a keyframe claims a 0x0 picture" in text
+    assert "Video of Quinn Quist, after" in text and "16383x16383" in text
 
 
 def write_tampered_video(directory: Path, participant: str, tampered_at_ms: int) -> None:

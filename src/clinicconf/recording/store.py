@@ -23,7 +23,7 @@ from ..accounts import StaffUser
 from ..db import Database, Row, Transaction, from_db_time, to_db_time, utc_now
 from ..errors import Conflict, NotFound
 from ..scheduling import Event
-from .files import COMPOSED, track_files
+from .files import COMPOSED, DamagedTrack, damaged_tracks, track_files
 
 State = Literal["recording", "composing", "ready", "failed"]
 NOT_DELETABLE: Final = (
@@ -169,7 +169,8 @@ class Recordings:
             await audit.record(
                 tx, audit.SYSTEM, "recording_started", event_id=event.id, recording=recording_id
             )
-        self.directory(recording_id).mkdir(parents=True)
+        # Owner-only, as everything under data_dir is (owner_only.py): health information.
+        self.directory(recording_id).mkdir(mode=0o700)
         return recording_id
 
     async def link_patients(self, recording_id: int, event: Event) -> None:
@@ -277,6 +278,10 @@ class Recordings:
         for path, participant, kind in track_files(directory):
             found.append(RecordingFile(path.name, path.stat().st_size, participant, kind))
         return found
+
+    def damaged(self, recording: Recording) -> list[DamagedTrack]:
+        """The tracks that ended early because what they carried could not be kept."""
+        return damaged_tracks(self.directory(recording.id))
 
     def file_path(self, recording: Recording, name: str) -> Path:
         """The path of one of `recording`'s files, by a name from `files()` only."""

@@ -156,10 +156,15 @@ class TrackRow:
     size: str
 
 
+def participant_names(recording: Recording) -> dict[str, str]:
+    """Who each participant id of the recording's files is, as noted while it recorded."""
+    return {a.participant: a.name for a in recording.present}
+
+
 def track_rows(recording: Recording, files: list[RecordingFile]) -> list[TrackRow]:
     """The track files, each with the name of the participant whose id names it;
     "Participant" when the recording does not tell (it was not noted in time)."""
-    names = {a.participant: a.name for a in recording.present}
+    names = participant_names(recording)
     return [
         TrackRow(
             name=file.name,
@@ -170,6 +175,29 @@ def track_rows(recording: Recording, files: list[RecordingFile]) -> list[TrackRo
         )
         for file in files
         if file.participant is not None and file.kind is not None
+    ]
+
+
+@dataclass(frozen=True)
+class DamageRow:
+    """A track that ended early, as the recording's page explains it."""
+
+    participant: str
+    kind_name: str
+    after: str  # how far into the recording
+    why: str
+
+
+def damage_rows(store: Recordings, recording: Recording) -> list[DamageRow]:
+    names = participant_names(recording)
+    return [
+        DamageRow(
+            participant=names.get(damage.participant, "Participant"),
+            kind_name=_KIND_NAMES[damage.kind],
+            after=describe_duration(damage.at_ms),
+            why=damage.why,
+        )
+        for damage in store.damaged(recording)
     ]
 
 
@@ -263,6 +291,7 @@ async def show_recording(request: web.Request) -> web.Response:
         progress=percent(recording),
         composed=next((f for f in files if f.name == COMPOSED), None),
         tracks=track_rows(recording, files),
+        damaged=damage_rows(store, recording),
         deletable=recording.deletable,
         back=_back(request, recording, request.query.get("back")),
     )
