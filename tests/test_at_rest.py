@@ -27,11 +27,11 @@ from clinicconf.sfu import ice
 
 from .conftest import AiohttpClient
 from .consultation import schedule_consultation
-from .media_peers import MediaParticipant
 from .servers import wait_until
 from .test_compose import SHADES, steady, write_audio, write_timeline, write_video
-from .test_conference_media import enter, introduce
+from .test_conference_media import enter
 from .test_ops import clinicconf, findings
+from .test_recording_crash import start_recorded
 from .test_recording_media import COMPOSE_SECONDS
 
 USUAL_UMASK = 0o022
@@ -72,15 +72,7 @@ async def test_a_recorded_conference_and_its_backup_are_the_server_users_only(
         aiohttp.ClientSession() as http,
         running_server(settings, tmp_path / "server.log"),
     ):
-        host = MediaParticipant(await http.ws_connect(host_url), 60, tone=500)
-        guest = MediaParticipant(await http.ws_connect(public_url), 180, tone=900)
-        await host.hello()
-        await guest.hello(display_name="Gail Guest")
-        introduce([host, guest])
-        assert (await host.request("set_options", moderator=False, recording=True))[
-            "type"
-        ] == "result"
-        assert (await host.request("start"))["type"] == "result"
+        host, guest = await start_recorded(http, host_url, public_url)
         for participant in (host, guest):
             await enter(participant)
 

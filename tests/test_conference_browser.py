@@ -120,7 +120,7 @@ async def test_three_people_hold_a_moderated_conference(visitors: Visitors, link
     # Everyone receives the two others' video; names follow the privacy rules.
     host_sees_pat = await video_of(host, "Pat Patient")
     host_sees_gail = await video_of(host, "Gail Guest")
-    pat_sees_gail = await video_of(patient, "Participant")
+    pat_sees_gail = await video_of(patient, "Guest")
     gail_sees_sam = await video_of(guest, "Sam Staff")
     gail_sees_pat = await video_of(guest, "Patient")
     for received in (
@@ -138,7 +138,7 @@ async def test_three_people_hold_a_moderated_conference(visitors: Visitors, link
     await expect(host.locator("figure.tile").filter(has_text="Gail Guest")).to_contain_text(
         "Not on screen"
     )
-    await expect(patient.locator("figure.tile").filter(has_text="Participant")).to_have_count(0)
+    await expect(patient.locator("figure.tile").filter(has_text="Guest")).to_have_count(0)
 
     # The host withholds Pat's audio: neither the host nor Gail hears her any more,
     # while her video still reaches them; Pat is told.

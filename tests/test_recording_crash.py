@@ -37,6 +37,21 @@ def last_frame_time(path: Path) -> float:
     return last
 
 
+async def start_recorded(
+    http: aiohttp.ClientSession, host_url: str, public_url: str
+) -> tuple[MediaParticipant, MediaParticipant]:
+    """The host and a guest on a server of its own: the conference started with
+    recording on, neither in media yet."""
+    host = MediaParticipant(await http.ws_connect(host_url), 60, tone=500)
+    guest = MediaParticipant(await http.ws_connect(public_url), 180, tone=900)
+    await host.hello()
+    await guest.hello(display_name="Gail Guest")
+    introduce([host, guest])
+    assert (await host.request("set_options", moderator=False, recording=True))["type"] == "result"
+    assert (await host.request("start"))["type"] == "result"
+    return host, guest
+
+
 async def host_session(settings_db: Path) -> str:
     """A signed-in session for the host, as their browser would hold after signing in."""
     db = await Database.open(settings_db)
@@ -55,15 +70,7 @@ async def test_a_recording_survives_the_server_being_killed(tmp_path: Path) -> N
     host_url, public_url = await schedule_conference(settings)
     async with aiohttp.ClientSession() as http:
         async with running_server(settings, tmp_path / "first.log") as server:
-            host = MediaParticipant(await http.ws_connect(host_url), 60, tone=500)
-            guest = MediaParticipant(await http.ws_connect(public_url), 180, tone=900)
-            await host.hello()
-            await guest.hello(display_name="Gail Guest")
-            introduce([host, guest])
-            assert (await host.request("set_options", moderator=False, recording=True))[
-                "type"
-            ] == "result"
-            assert (await host.request("start"))["type"] == "result"
+            host, guest = await start_recorded(http, host_url, public_url)
             began = time.monotonic()
             for participant in (host, guest):
                 await enter(participant)
