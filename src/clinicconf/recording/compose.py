@@ -44,6 +44,7 @@ from av.container import InputContainer
 from numpy.typing import NDArray
 
 from ..owner_only import create_owner_only_file, restrict_umask
+from ..pictures import impossible_keyframe
 from .files import (
     COMPOSED,
     TIMELINE,
@@ -53,7 +54,6 @@ from .files import (
     damaged_tracks,
     read_timeline,
     track_files,
-    unrecordable_keyframe,
 )
 
 WIDTH: Final = 960
@@ -257,7 +257,7 @@ class _VideoTrack:
         """The packets up to the first keyframe claiming a picture size out of bounds:
         decoding it would take memory without bound."""
         for packet in packets:
-            why = unrecordable_keyframe(bytes(memoryview(packet)[:10]))
+            why = impossible_keyframe(bytes(memoryview(packet)[:10]))
             if why is not None:
                 at_ms = _packet_ms(packet)
                 self._cut_at_ms = at_ms

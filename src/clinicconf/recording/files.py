@@ -17,10 +17,9 @@ A recording is a directory under the data directory's `recordings/`, named by it
   shows none of it.
 - `conference.webm`: the one playable file composed after the conference.
 
-Every file and folder is its owner's only (owner_only.py). A picture is at most
-MAX_PICTURE_SIDE pixels on either side and MAX_PICTURE_PIXELS in all: a video's
-keyframe claiming another size (0x0, or VP8's 16383x16383) ends that track, in the
-recorder and in the composer alike.
+Every file and folder is its owner's only (owner_only.py). A video's keyframe
+claiming a picture size out of bounds (pictures.py: 0x0, or VP8's 16383x16383)
+ends that track, in the recorder and in the composer alike.
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ import av
 from av.container import OutputContainer
 
 from ..owner_only import FILE_MODE, create_owner_only_file, owner_only_directory
+from ..pictures import impossible_keyframe, vp8_keyframe_size
 
 Kind = Literal["audio", "video"]
 TIME_BASE: Final = fractions.Fraction(1, 1000)
@@ -46,11 +46,6 @@ COMPOSED: Final = "conference.webm"
 # every packet handed to the operating system as it comes.
 _LIVE_OPTIONS: Final = {"live": "1", "cluster_time_limit": "1000", "flush_packets": "1"}
 _ENCODERS: Final[dict[Kind, str]] = {"audio": "libopus", "video": "libvpx"}
-_VP8_START_CODE: Final = b"\x9d\x01\x2a"
-# A 4K screen share (3840x2160), the largest picture a browser sends, fits in either
-# orientation; decoding one takes 14 MB a picture, so memory stays bounded per track.
-MAX_PICTURE_SIDE: Final = 4096
-MAX_PICTURE_PIXELS: Final = 4096 * 2304
 
 
 class UnrecordableFrame(ValueError):
@@ -69,32 +64,6 @@ def track_of(path: Path) -> tuple[str, Kind] | None:
     return participant, "audio" if kind == "audio" else "video"
 
 
-def vp8_keyframe_size(frame: bytes) -> tuple[int, int] | None:
-    """Width and height of a VP8 keyframe (RFC 6386, 9.1); None for another frame."""
-    if len(frame) < 10 or frame[0] & 0x01 or frame[3:6] != _VP8_START_CODE:
-        return None
-    width = int.from_bytes(frame[6:8], "little") & 0x3FFF
-    height = int.from_bytes(frame[8:10], "little") & 0x3FFF
-    return width, height
-
-
-def picture_size_allowed(width: int, height: int) -> bool:
-    return (
-        0 < width <= MAX_PICTURE_SIDE
-        and 0 < height <= MAX_PICTURE_SIDE
-        and width * height <= MAX_PICTURE_PIXELS
-    )
-
-
-def unrecordable_keyframe(frame: bytes) -> str | None:
-    """Why a VP8 frame cannot be kept (a keyframe claiming a picture size out of
-    bounds); None when it can."""
-    size = vp8_keyframe_size(frame)
-    if size is None or picture_size_allowed(*size):
-        return None
-    return "a keyframe claims a {}x{} picture".format(*size)
-
-
 class TrackFile:
     """One track's WebM file, opened at its first frame (a video's keyframe gives
     the picture size the header needs)."""
@@ -111,7 +80,7 @@ class TrackFile:
         one written is moved just after it (a container's time only goes forward).
         A video keyframe of a size out of bounds raises UnrecordableFrame, and is
         not written."""
-        if self.kind == "video" and (why := unrecordable_keyframe(data)) is not None:
+        if self.kind == "video" and (why := impossible_keyframe(data)) is not None:
             raise UnrecordableFrame(why)
         if self._container is None:
             self._open(data)

@@ -38,6 +38,7 @@ from aiortc.codecs.vpx import vp8_depayload
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import RtpPacket
 
+from ..pictures import vp8_keyframe_size
 from ..recording.files import (
     TIMELINE,
     Timeline,
@@ -45,7 +46,6 @@ from ..recording.files import (
     UnrecordableFrame,
     damage_note,
     track_path,
-    vp8_keyframe_size,
 )
 from .passthrough import CLOCK_RATES, PacketSink, PacketSource, newer
 from .router import Kind
