@@ -142,6 +142,8 @@ class MediaParticipant(Participant):
         # (publisher id, kind) -> frames decoded; video frames only if of the right shade.
         self.frames: Counter[tuple[str, str]] = Counter()
         self.wrong_pictures = 0
+        # The size of every picture decoded, whoever sent it.
+        self.picture_sizes: set[tuple[int, int]] = set()
         # Whose shade is which: filled in by the test's roster.
         self.shades: dict[str, int] = {}
 
@@ -149,6 +151,7 @@ class MediaParticipant(Participant):
         if publisher is None:
             return  # media may come just before the message saying whose it is
         if isinstance(frame, av.VideoFrame):
+            self.picture_sizes.add((frame.width, frame.height))
             expected = self.shades.get(publisher)
             if expected is None or abs(mean_luma(frame) - expected) > 12:
                 self.wrong_pictures += 1

@@ -10,7 +10,7 @@ from aiortc import RTCRtpReceiver, RTCRtpSender
 
 from clinicconf.app import create_app
 from clinicconf.config import Settings
-from clinicconf.sfu.passthrough import AiortcChanged, starts_keyframe, verify_aiortc
+from clinicconf.sfu.passthrough import AiortcChanged, keyframe_start, verify_aiortc
 
 
 async def test_the_installed_aiortc_has_everything_packet_forwarding_uses() -> None:
@@ -46,7 +46,7 @@ async def test_the_server_does_not_start_with_an_aiortc_it_cannot_forward_with(
 def test_a_vp8_keyframe_start_is_recognised() -> None:
     # RFC 7741 payload descriptor (S=1, PID=0, no extension), then the VP8 frame tag:
     # its lowest bit is 0 for a keyframe, 1 for an inter frame.
-    assert starts_keyframe(bytes([0x10, 0x50, 0x01, 0x00]))
-    assert not starts_keyframe(bytes([0x10, 0x51, 0x01, 0x00]))
-    assert not starts_keyframe(bytes([0x00, 0x50, 0x01, 0x00]))  # not a partition start
-    assert not starts_keyframe(b"")
+    assert keyframe_start(bytes([0x10, 0x50, 0x01, 0x00])) == bytes([0x50, 0x01, 0x00])
+    assert keyframe_start(bytes([0x10, 0x51, 0x01, 0x00])) is None
+    assert keyframe_start(bytes([0x00, 0x50, 0x01, 0x00])) is None  # not a partition start
+    assert keyframe_start(b"") is None

@@ -209,6 +209,12 @@ async def test_a_camera_claiming_impossible_pictures_loses_only_its_own_video(
     await host.send("end")
     await quinn.expect("ended")
 
+    # No receiver was sent an impossible picture: each decoded only cameras' pictures,
+    # and none of their decoders failed.
+    for participant in (host, pat, quinn):
+        assert participant.picture_sizes <= {VIDEO_SIZE}, participant.picture_sizes
+    assert [r for r in caplog.records if r.name == "aiortc.rtcrtpreceiver"] == []
+
     # Nobody was told the recording failed, and it was never cut short.
     assert [m for m in drained(host) if m["type"] == "recording_failed"] == []
     recording = await ready_recording(app, lobby.event_id)

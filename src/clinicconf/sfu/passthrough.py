@@ -29,7 +29,7 @@ import math
 import secrets
 import time
 from abc import ABC, abstractmethod
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc import RTCRtpTransceiver as Transceiver
@@ -47,6 +47,7 @@ from aiortc.rtp import (
     unwrap_rtx,
 )
 
+from ..pictures import impossible_keyframe
 from .forward import Source
 from .router import Kind
 
@@ -128,18 +129,16 @@ async def verify_aiortc() -> None:
         )
 
 
-def starts_keyframe(payload: bytes) -> bool:
-    """The first packet of a VP8 keyframe (RFC 7741: S=1, partition 0, P bit 0)."""
+def keyframe_start(payload: bytes) -> bytes | None:
+    """The start of the VP8 frame when the packet is the first of a keyframe (RFC
+    7741: S=1, partition 0, P bit 0); None for any other packet."""
     try:
         descriptor, rest = VpxPayloadDescriptor.parse(payload)
     except ValueError:
-        return False
-    return (
-        descriptor.partition_start == 1
-        and descriptor.partition_id == 0
-        and bool(rest)
-        and not rest[0] & 0x01
-    )
+        return None
+    if descriptor.partition_start == 1 and descriptor.partition_id == 0 and rest:
+        return None if rest[0] & 0x01 else rest
+    return None
 
 
 def newer(a: int, b: int) -> bool:
@@ -154,6 +153,9 @@ class PacketSink(ABC):
     _source: PacketSource | None = None
     # The bitrate this consumer can take (REMB), if it says.
     remb: int | None = None
+    # A recorded track judges each picture itself (it ends at an impossible one and
+    # notes why); a browser is never sent one (PacketSource._take).
+    judges_pictures: ClassVar[bool] = False
 
     def connect(self, source: Source | None) -> None:
         """Take `source`'s packets from now on, starting anew; None: nobody's."""
@@ -192,6 +194,10 @@ class PacketSource:
         # Without SSRCs in the SDP, the first one seen is the stream.
         self._latched_ssrc: int | None = None
         self._newest_seq: int | None = None
+        # Why the picture under way is withheld from the subscribers: its keyframe
+        # claimed a size no decoder should allocate for (pictures.py). Until the next
+        # keyframe, which is asked for.
+        self._withheld: str | None = None
         self._keyframe_asked_at = -math.inf
         self._keyframe_request: asyncio.Task[None] | None = None
         self._failures = 0
@@ -259,13 +265,30 @@ class PacketSource:
         if newest:
             self._newest_seq = packet.sequence_number
         # A keyframe's start that comes late (a retransmission) starts nobody's picture.
-        keyframe = self.kind == "video" and newest and starts_keyframe(packet.payload)
+        frame = keyframe_start(packet.payload) if self.kind == "video" and newest else None
+        if frame is not None:
+            self._judge(frame)
+        keyframe = frame is not None
+        withheld = self._withheld is not None
         now = current_ntp_time()  # once for every subscriber: it costs a datetime
         for outlet in list(self._outlets):
+            if withheld and not outlet.judges_pictures:
+                continue
             try:
                 await outlet.forward(packet, keyframe, now)
             except Exception as exc:  # one subscriber's trouble is nobody else's
                 outlet.failed(exc)
+
+    def _judge(self, keyframe: bytes) -> None:
+        """Withhold the picture this keyframe starts, if it is impossible, and ask for
+        another: one keyframe claiming 16383x16383 would cost every browser receiving
+        it hundreds of megabytes."""
+        why = impossible_keyframe(keyframe)
+        if why is not None:
+            if self._withheld is None:
+                log.warning("a published video is withheld from its subscribers: %s", why)
+            self.request_keyframe()
+        self._withheld = why
 
     def _expected(self, ssrc: int, codec: Any) -> bool:
         """Only the stream the SDP declared (or, without one, the first seen): other

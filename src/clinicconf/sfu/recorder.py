@@ -72,6 +72,8 @@ class TrackRecorder(PacketSink):
     recording cannot go on, `damaged` when only this track cannot (without it, that
     stops the recording too)."""
 
+    judges_pictures = True  # a picture out of bounds ends this track, and is noted
+
     def __init__(
         self,
         file: TrackFile,
