@@ -66,7 +66,7 @@ OUTSIDERS: Final = ("patient", "guest", "signed_out")
 ROLES: Final = STAFF + OUTSIDERS
 # Who holds a usable link of the event, by kind of link; the states of one that is not.
 LINK_HOLDERS: Final[dict[LinkRoute, tuple[str, ...]]] = {
-    "personal": ("patient", "event_staff", "other_staff"),
+    "personal": ("patient", "event_staff", "admin"),
     "public": ("guest",),
 }
 CLOSED_LINKS: Final = ("early", "expired", "cancelled", "withdrawn", "unknown", "wrong_kind")
@@ -263,8 +263,9 @@ ROUTES: Final = [
         event_staff_json(Answer(202, says='"channel": "email"')),
         json={"channel": "email"},
     ),
-    # A staff member's own link, on the event or not (Olive's opens as hers).
-    Route("POST /events/{event_id}/my-link", staff_json(Answer(200, says="/j/")), json={}),
+    # A staff member's own link: a host's, so only for those who may change the event
+    # (Ada, an administrator not on it, gets one of her own).
+    Route("POST /events/{event_id}/my-link", event_staff_json(Answer(200, says="/j/")), json={}),
     Route(
         "POST /events/{event_id}/public-link", event_staff_json(Answer(200, says="/p/")), json={}
     ),
@@ -285,7 +286,7 @@ ROUTES: Final = [
         {
             "patient": joins_as("Pat Patel"),
             "event_staff": joins_as("Sam Staff"),
-            "other_staff": joins_as("Olive Other"),  # a link of her own
+            "admin": joins_as("Ada Admin"),  # a link of her own: she is not on the event
         }
         | CLOSED_PAGE,
     ),
@@ -376,7 +377,7 @@ ROUTES: Final = [
 
 # --- websocket messages (docs/lobby-protocol.md) ----------------------------------------
 
-SPEAKERS: Final = ("event_staff", "other_staff", "patient", "guest")
+SPEAKERS: Final = ("event_staff", "admin", "patient", "guest")
 # In a message's fields: the id of the event's patient, as the sending page knows it.
 PATIENT: Final = "{patient}"
 
@@ -403,8 +404,8 @@ def everyone(answer: str) -> dict[str, str]:
 
 
 def hosts_only(answer: str) -> dict[str, str]:
-    """Any staff member with a link of the event is a host, a link of their own too."""
-    return everyone("not_host") | {"event_staff": answer, "other_staff": answer}
+    """Any staff member with a link of the event is a host, an administrator's own too."""
+    return everyone("not_host") | {"event_staff": answer, "admin": answer}
 
 
 MESSAGES: Final = [
@@ -535,12 +536,12 @@ class World:
         return URL(url).name
 
     async def holders(self, event: Event) -> dict[str, str]:
-        """The token of each usable link to `event`: Sam's, Olive's own ("Get My
-        Conference Link"), Pat's, and the public one."""
-        own_link = await self.app[keys.SCHEDULER].my_link(self.users["other_staff"], event.id)
+        """The token of each usable link to `event`: Sam's, Ada's own ("Get My
+        Conference Link", as an administrator not on it), Pat's, and the public one."""
+        own_link = await self.app[keys.SCHEDULER].my_link(self.users["admin"], event.id)
         return {
             "event_staff": await self.token(event.id, "staff", self.users["event_staff"].id),
-            "other_staff": URL(own_link).name,
+            "admin": URL(own_link).name,
             "patient": await self.token(event.id, "patient", self.pat_id),
             "guest": await self.token(event.id, "public"),
         }

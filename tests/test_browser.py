@@ -16,7 +16,7 @@ from clinicconf.config import Settings
 
 from .browser import chromium, new_context, serve, served_settings, watch_errors
 from .clinic import Clinic, build_clinic
-from .conftest import Account, AiohttpClient
+from .conftest import STAFF_PASSWORD, Account, AiohttpClient, make_account
 
 EVENT_MENU = ["Join Conference", "Cancel Conference", "Get My Conference Link"]
 PUBLIC_EVENT_MENU = [
@@ -219,3 +219,27 @@ async def test_menus_open_and_work_from_the_keyboard(
     await page.keyboard.press(" ")
     await expect(page.locator("#toast")).to_have_text("Patient Join Link copied to clipboard")
     await expect(patient).to_be_focused()
+
+
+async def test_a_colleagues_event_offers_its_conference_menu_disabled_saying_why(
+    page: Page, app: web.Application, clinic: Clinic
+) -> None:
+    """Olive is not on Sam's event: she may not join it as a host or hand out its links
+    (issue 13), and its menu says so rather than ending in an error."""
+    await clinic.event(
+        "Group", clinic.group, "2030-05-06T10:00", "2030-05-06T11:00", patients=[clinic.pat]
+    )
+    olive = await make_account(app, "Olive Other", "olive@clinic.test", STAFF_PASSWORD, admin=False)
+    await sign_in(page, olive)
+    await page.goto("/?week=2030-05-06")
+    await page.locator(".event-block", has_text="Group").click(button="right")
+    menu = page.get_by_role("menu")
+    await expect(menu.get_by_role("menuitem")).to_have_count(len(PUBLIC_EVENT_MENU))
+    for item in PUBLIC_EVENT_MENU:
+        entry = menu.get_by_role("menuitem", name=item)
+        await expect(entry).to_have_attribute("aria-disabled", "true")
+        await expect(entry).to_have_accessible_description(
+            "Only the event's staff and administrators can do this."
+        )
+    await menu.get_by_role("menuitem", name="Join Conference").click(force=True)
+    await expect(menu).to_be_visible()  # nothing was asked of the server

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from yarl import URL
 
 from clinicconf import keys
 from clinicconf.accounts import StaffUser
@@ -109,6 +110,7 @@ async def test_staff_not_on_an_event_can_neither_change_it_nor_hand_out_its_link
         (f"{person}/link", None),
         (f"{person}/send", {"channel": "email"}),
         (f"/events/{event_id}/public-link", None),
+        (f"/events/{event_id}/my-link", None),  # a host's link of her own
     ]:
         async with client.post(path, json=body, headers=json_headers(csrf)) as resp:
             assert resp.status == 403, path
@@ -335,3 +337,23 @@ async def test_recordings_made_before_keep_their_events_staff(tmp_path: Path) ->
         await db.close()
     assert recording.reachable_by(sam_user)
     assert not recording.reachable_by(StaffUser(olive.id, olive.name, olive.email, False))
+
+
+async def test_an_administrators_own_link_opens_only_while_she_is_one(
+    client: Client, app: web.Application, clinic: Clinic, alex: Account
+) -> None:
+    """A staff link makes its holder a host. Alex, an administrator not on the event,
+    takes a link of her own; once she is no longer an administrator it opens nothing."""
+    now = utc_now()
+    saved = await clinic.event(
+        "Group",
+        clinic.group,
+        local(now - timedelta(minutes=5)),
+        local(now + timedelta(hours=1)),
+        patients=[clinic.pat],
+    )
+    alex_user = StaffUser(alex.id, "Alex Admin", alex.email, True)
+    own_path = URL(await clinic.scheduler.my_link(alex_user, saved.event.id)).path
+    assert "You are joining as <strong>Alex Admin</strong>" in await text(client, own_path)
+    await app[keys.DATABASE].execute("UPDATE staff SET is_admin = 0 WHERE id = ?", (alex.id,))
+    assert "Alex Admin" not in await text(client, own_path, status=404)

@@ -473,11 +473,12 @@ class Scheduler:
         return url
 
     async def my_link(self, user: StaffUser, event_id: int) -> str:
-        """The signed-in staff member's own link, created when they are not linked: any
-        staff member may join (a colleague covering), which hands out nobody else's
-        link and gives no access to the event's recordings."""
+        """The signed-in staff member's own link, created for an administrator who is
+        not linked. A staff link makes its holder a host, who sees and hears the
+        patients and decides who stays: a colleague covering is linked to the event
+        first, by its staff or an administrator."""
         async with self.db.transaction() as tx:
-            await self._open_event_with_video(tx, event_id)
+            require_may_change(user, await self._open_event_with_video(tx, event_id))
             link_id = await self.links.ensure(tx, event_id, "staff", user.id, self_issued=True)
             await audit.record(
                 tx, user.actor, "link_copied", event_id=event_id, subject=("staff", user.id)
@@ -585,8 +586,9 @@ class Scheduler:
 
     async def _sync_join_links(self, tx: Transaction, event: Event) -> None:
         """Exactly the links the event needs: one per linked person and a public one
-        for a Public Conference. A removed person's link stops working; a staff
-        member's own link from "Get My Conference Link" stays."""
+        for a Public Conference. A removed person's link stops working; an
+        administrator's own link from "Get My Conference Link" stays (it opens only
+        while they are an administrator: web/views/join.py)."""
         if not event.event_type.video_conferencing:
             await tx.execute("DELETE FROM join_links WHERE event_id = ?", (event.id,))
             return

@@ -7,11 +7,16 @@ import { copyLink, paintTypeColours, reportFailure } from "./page.js";
 function eventMenuItems(block) {
   const { eventId } = block.dataset;
   const cancelled = "cancelled" in block.dataset;
-  const noLinks = cancelled
-    ? "This conference is cancelled."
-    : "video" in block.dataset
-      ? null
-      : "This event has no video conferencing.";
+  // The event's staff and the administrators join it and hand out its links.
+  const notMine =
+    "notMine" in block.dataset ? "Only the event's staff and administrators can do this." : null;
+  const noLinks =
+    notMine ??
+    (cancelled
+      ? "This conference is cancelled."
+      : "video" in block.dataset
+        ? null
+        : "This event has no video conferencing.");
   const copyFrom = (endpoint, confirmation) =>
     reportFailure(async () => {
       const { url } = await postJson(`/events/${eventId}/${endpoint}`);
@@ -30,7 +35,7 @@ function eventMenuItems(block) {
     },
     {
       label: "Cancel Conference",
-      disabledReason: cancelled ? "This conference is cancelled already." : null,
+      disabledReason: notMine ?? (cancelled ? "This conference is cancelled already." : null),
       run: () => window.location.assign(`/events/${eventId}/cancel`),
     },
   ];

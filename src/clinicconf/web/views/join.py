@@ -66,8 +66,12 @@ async def open_join_link(
     if link.kind != "public" and link.person_id is not None:
         person = event.person(link.kind, link.person_id)
         if person is None and link.kind == "staff":
-            # "Get My Conference Link" gives staff who are not on the event a link too.
-            person = await scheduler.get_staff(link.person_id)
+            # An administrator's own link ("Get My Conference Link") to an event they
+            # are not on. Whoever is no longer an administrator has no place there.
+            staff = await scheduler.get_staff(link.person_id)
+            person = staff if staff.is_admin else None
+        if person is None:
+            return None
     return OpenedLink(link, event, window, state, person)
 
 

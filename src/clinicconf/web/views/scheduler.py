@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ... import keys
 from ...errors import BadRequest
-from ...scheduling import Event
+from ...scheduling import Event, may_change
 from ..middleware import current_user
 from ..rendering import render
 
@@ -49,7 +49,7 @@ def local_midnight(day: date, zone: ZoneInfo) -> datetime:
 
 @routes.get("/")
 async def week_view(request: web.Request) -> web.Response:
-    current_user(request)
+    user = current_user(request)
     zone = request.app[keys.SETTINGS].zone
     today = datetime.now(zone).date()
     monday = week_start(request.query.get("week"), today)
@@ -72,4 +72,6 @@ async def week_view(request: web.Request) -> web.Response:
         previous_week=monday - timedelta(days=7),
         next_week=monday + timedelta(days=7),
         is_this_week=monday <= today < monday + timedelta(days=7),
+        # Whose conference menus offer what (the server refuses the rest anyway).
+        mine={e.id for e in events if may_change(user, e)},
     )
