@@ -50,6 +50,7 @@ REFUSED = [
     ("169.254.169.254", 80, "host"),  # link-local: a cloud's metadata service
     ("fe80::1", 5000, "host"),
     ("fe80::1%eth0", 5000, "host"),
+    ("2001:db8::7%1", 5000, "host"),  # a zone: an interface of the machine that wrote it
     ("224.0.0.251", 5353, "host"),  # multicast
     ("ff02::fb", 5353, "host"),
     (UNSPECIFIED, 9, "host"),

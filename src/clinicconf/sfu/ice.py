@@ -93,6 +93,11 @@ class BrowserAddresses:
             address = _canonical(ipaddress.ip_address(host))
         except ValueError:  # a name
             return False
+        # A zone (fe80::1%eth0) names an interface of the machine that wrote it: no
+        # browser's usable address has one, and it would make the server's own address
+        # look like another's.
+        if getattr(address, "scope_id", None) is not None:
+            return False
         if not 1 <= port <= 65535:
             return False
         if address.is_loopback:
