@@ -39,8 +39,12 @@ def picture_size_allowed(width: int, height: int) -> bool:
 
 def impossible_keyframe(frame: bytes) -> str | None:
     """Why a VP8 frame's picture must not be decoded (a keyframe claiming a size out
-    of bounds); None when it may."""
+    of bounds, or saying none); None when it may, and for any other frame."""
+    if not frame or frame[0] & 0x01:
+        return None  # an inter frame: it keeps the size its keyframe gave
     size = vp8_keyframe_size(frame)
-    if size is None or picture_size_allowed(*size):
+    if size is None:
+        return "a keyframe without a readable picture size"
+    if picture_size_allowed(*size):
         return None
     return "a keyframe claims a {}x{} picture".format(*size)

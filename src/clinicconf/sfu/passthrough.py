@@ -264,12 +264,15 @@ class PacketSource:
         newest = self._newest_seq is None or newer(packet.sequence_number, self._newest_seq)
         if newest:
             self._newest_seq = packet.sequence_number
-        # A keyframe's start that comes late (a retransmission) starts nobody's picture.
-        frame = keyframe_start(packet.payload) if self.kind == "video" and newest else None
-        if frame is not None:
-            self._judge(frame)
-        keyframe = frame is not None
-        withheld = self._withheld is not None
+        start = keyframe_start(packet.payload) if self.kind == "video" else None
+        impossible = None if start is None else impossible_keyframe(start)
+        # A keyframe's start that comes late (a retransmission) starts nobody's picture,
+        # and changes nothing withheld; an impossible one is never forwarded, late or
+        # not: it would still complete the picture in the browser.
+        keyframe = newest and start is not None
+        if keyframe:
+            self._judge(impossible)
+        withheld = self._withheld is not None or impossible is not None
         now = current_ntp_time()  # once for every subscriber: it costs a datetime
         for outlet in list(self._outlets):
             if withheld and not outlet.judges_pictures:
@@ -279,11 +282,10 @@ class PacketSource:
             except Exception as exc:  # one subscriber's trouble is nobody else's
                 outlet.failed(exc)
 
-    def _judge(self, keyframe: bytes) -> None:
-        """Withhold the picture this keyframe starts, if it is impossible, and ask for
-        another: one keyframe claiming 16383x16383 would cost every browser receiving
-        it hundreds of megabytes."""
-        why = impossible_keyframe(keyframe)
+    def _judge(self, why: str | None) -> None:
+        """Withhold the picture the newest keyframe starts, if `why` it is impossible,
+        and ask for another: one keyframe claiming 16383x16383 would cost every
+        browser receiving it hundreds of megabytes."""
         if why is not None:
             if self._withheld is None:
                 log.warning("a published video is withheld from its subscribers: %s", why)
