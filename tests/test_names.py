@@ -63,3 +63,13 @@ async def test_staff_cannot_enter_a_nameless_or_disguised_person(
     assert created["name"] == "Grace Ho"
     status, listed = await api(client, admin, "GET", path)
     assert "Grace Ho" in {p["name"] for p in listed}
+
+
+@pytest.mark.parametrize("disguised", ["grace\u202e@clinic.test", "gr\u200bace@clinic.test"])
+async def test_an_email_address_cannot_hide_or_turn_its_text(
+    client: Client, admin: Account, disguised: str
+) -> None:
+    body = {"name": "Grace Ho", "email": disguised}
+    status, answer = await api(client, admin, "POST", "/staff", body)
+    assert status == 422
+    assert answer["error"]["field"] == "email"

@@ -144,7 +144,9 @@ def clean_email(value: str | None, *, required: bool) -> str | None:
         if required:
             raise ValidationError("An email address is required.", "email")
         return None
-    if len(value) > 254 or not _EMAIL.match(value):
+    # An address is shown to staff and written into messages: nothing in it may hide
+    # or turn text around (names.py's rule; a real address loses nothing to it).
+    if len(value) > 254 or not _EMAIL.match(value) or names.clean(value) != value:
         raise ValidationError("This is not a valid email address.", "email")
     return value
 
