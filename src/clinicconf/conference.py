@@ -397,9 +397,11 @@ class Conference:
             key, _ = left.popitem(last=False)
             self._forget_person(key)
         barred = [key for key in self._barred if key.startswith("guest:")]
-        for key in barred[: max(0, len(barred) - MAX_BARRED_GUESTS)]:
+        oldest = barred[: max(0, len(barred) - MAX_BARRED_GUESTS)]
+        for key in oldest:
             del self._barred[key]
             self._forget_person(key)
+        if oldest:  # the addresses still kept out: those of the barred kept
             self._barred_addresses = {
                 p.barred_address for p in self._saved_people.values() if p.barred_address
             }

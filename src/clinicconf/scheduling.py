@@ -2,8 +2,8 @@
 which pages, the API and the CLI change them.
 
 Any staff member may create an event; only its linked staff and the administrators
-may change or cancel it, or copy, send or list its join links (may_change). Once it
-has ended, whom it links stays as it was."""
+may change or cancel it, copy, send or list its join links, or get a link of their
+own to it (may_change). Once it has ended, whom it links stays as it was."""
 
 from __future__ import annotations
 
