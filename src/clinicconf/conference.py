@@ -992,12 +992,15 @@ class Conference:
                 await ending
         await self._recording.close(self.event)
         await self.room.close()
-        for participant in self._participants.values():
+        for participant in list(self._participants.values()):
             grace, participant.grace = participant.grace, None
             _cancel(grace)
             if grace is not None:
                 with contextlib.suppress(asyncio.CancelledError):
                     await grace
+                # Who was about to come back will not: gone now, and the conference,
+                # once nobody is in it, no longer kept.
+                await self._gone(participant)
         # Whatever was not written yet is, before the server goes.
         for task in (self._restoring, self._saver):
             if task is not None:
