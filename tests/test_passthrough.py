@@ -13,13 +13,12 @@ from aiortc import (
     RTCPeerConnection,
     RTCRtpTransceiver,
 )
-from aiortc.clock import current_ntp_time
 from aiortc.rtp import RtpPacket
 
 from clinicconf.bench import clip
 from clinicconf.config import Settings
 from clinicconf.sfu import ice
-from clinicconf.sfu.passthrough import PacketOutlet
+from clinicconf.sfu.passthrough import PacketOutlet, Received, ntp_now
 
 from .servers import wait_until
 
@@ -78,14 +77,11 @@ async def test_a_long_stream_keeps_flowing_across_sequence_number_wraps(
     [opus, *_] = clip.encode_audio(0.02)
     count, first = 40_000, 65_000
     for number in range(count):
-        packet = RtpPacket(
-            payload_type=96,
-            sequence_number=(first + number) & 0xFFFF,
-            timestamp=(number * clip.AUDIO_FRAME_SAMPLES) & 0xFFFFFFFF,
-            ssrc=SOURCE_SSRC,
-            payload=opus,
-        )
-        await outlet.forward(packet, False, current_ntp_time())
+        packet = Received(
+            False, 96, (first + number) & 0xFFFF,
+            (number * clip.AUDIO_FRAME_SAMPLES) & 0xFFFFFFFF, SOURCE_SSRC, opus,
+        )  # fmt: skip
+        outlet.forward(packet, False, ntp_now())
         if number % 10 == 9:
             await asyncio.sleep(0.001)  # let the other end read: it shares the loop
 

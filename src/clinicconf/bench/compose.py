@@ -34,11 +34,10 @@ from typing import Any, Final
 
 import av
 from aiortc.codecs.vpx import Vp8Encoder
-from aiortc.rtp import RtpPacket
 
 from ..recording.compose import compose
 from ..recording.files import TIMELINE, Kind, Timeline, TrackFile, track_path
-from ..sfu.passthrough import CLOCK_RATES
+from ..sfu.passthrough import CLOCK_RATES, Received
 from ..sfu.recorder import TrackRecorder
 from . import clip
 from .sfu import write_doc
@@ -117,7 +116,7 @@ def record_tracks(directory: Path, people: int, duration_ms: int) -> dict[str, A
 
 def _rtp(
     encoded: list[bytes], kind: Kind, interval_ms: int, duration_ms: int
-) -> Iterator[tuple[int, RtpPacket]]:
+) -> Iterator[tuple[int, Received]]:
     """The looped clip as a publisher's packets, each with its arrival time in ms
     (made as they are sent: the composing figures include the process's peak memory)."""
     sequence_number = 0
@@ -126,20 +125,14 @@ def _rtp(
         payloads = Vp8Encoder._packetize(frame, number % 32768) if kind == "video" else [frame]
         timestamp = arrival * CLOCK_RATES[kind] // 1000
         for index, payload in enumerate(payloads):
-            packet = RtpPacket(
-                payload_type=96,
-                marker=index == len(payloads) - 1,
-                sequence_number=sequence_number & 0xFFFF,
-                timestamp=timestamp & 0xFFFFFFFF,
-                ssrc=1,
-                payload=payload,
-            )
-            yield arrival, packet
+            last = index == len(payloads) - 1
+            seq, ts = sequence_number & 0xFFFF, timestamp & 0xFFFFFFFF
+            yield arrival, Received(last, 96, seq, ts, 1, payload)
             sequence_number += 1
 
 
 async def _record(
-    file: TrackFile, kind: Kind, sent: Iterator[tuple[int, RtpPacket]]
+    file: TrackFile, kind: Kind, sent: Iterator[tuple[int, Received]]
 ) -> tuple[int, float]:
     """Feed the packets to a track's recorder; how many there were, and the CPU time
     the recorder took (making the packets is not counted)."""
@@ -148,7 +141,7 @@ async def _record(
     recorder = TrackRecorder(file, kind, lambda: now, _failed)
     for now, packet in sent:  # noqa: B007 (the recorder reads `now` as its clock)
         began = time.process_time()
-        await recorder.forward(packet, keyframe=False, ntp_now=0)
+        recorder.forward(packet, keyframe=False, ntp=0)
         seconds += time.process_time() - began
         count += 1
     began = time.process_time()

@@ -1,5 +1,5 @@
 """ICE for the SFU: the addresses and ports the server offers, and the STUN and TURN
-servers it and the browsers use.
+servers it and the browsers use, and the datagrams of a connection once it is up.
 
 aiortc leaves addresses and ports to aioice, which offers every non-loopback interface
 on any UDP port and has no option for either (aioice issue #47). A clinic behind a
@@ -12,6 +12,11 @@ configuration built here carries an explicit list, empty when none is configured
 
 A browser's answer names the addresses the server is to send connectivity checks to;
 `BrowserAddresses` says which of them a browser can honestly have.
+
+aioice sends and delivers each datagram through a chain of awaits and a queue, which
+costs more than the forwarding itself; `Datagrams` sends on the nominated pair's
+socket at once and hands media to the forwarding as it arrives (`RELIED_ON`, checked
+at start-up with aiortc's, sfu/passthrough.py).
 """
 
 from __future__ import annotations
@@ -41,11 +46,41 @@ _AIOICE_HOST_ADDRESSES: Final = aioice.ice.get_host_addresses
 
 _Protocol = TypeVar("_Protocol", bound=asyncio.BaseProtocol)
 
+# What `Datagrams` uses of an aioice Connection that is not its public API.
+RELIED_ON: Final = {"Connection": ("_nominated", "data_received")}
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # "This host on this network" (RFC 1122): Linux delivers what is sent to 0.0.0.0 to
 # the host itself.
 _THIS_NETWORK: Final = ipaddress.IPv4Network("0.0.0.0/8")
 _LIMITED_BROADCAST: Final = ipaddress.IPv4Address("255.255.255.255")
+
+
+class Datagrams:
+    """One ICE connection's datagrams, below aiortc: sent on the nominated candidate
+    pair at once, and media offered to `intercept`'s handler as it arrives."""
+
+    def __init__(self, connection: aioice.ice.Connection) -> None:
+        self._connection = connection
+
+    def send(self, data: bytes) -> None:
+        pair = self._connection._nominated.get(1)  # one component: RTP and RTCP muxed
+        if pair is None:
+            raise ConnectionError("not connected")
+        # What aioice's send does after its awaits, for a host pair and a relayed one.
+        pair.protocol.transport.sendto(data, pair.remote_addr)
+
+    def intercept(self, media: Callable[[bytes], bool]) -> None:
+        """Offer every RTP and RTCP datagram (first byte 128-191, RFC 7983) to `media`
+        first; what it does not take (returns False) goes on to aiortc as before.
+        STUN and DTLS always go on."""
+        queue = self._connection.data_received
+
+        def received(data: bytes, component: int) -> None:
+            if not (127 < data[0] < 192 and media(data)):
+                queue(data, component)
+
+        self._connection.data_received = received  # type: ignore[method-assign]
 
 
 class _HostAddresses(Protocol):

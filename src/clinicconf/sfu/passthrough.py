@@ -4,19 +4,29 @@ changes per subscriber: its SSRC, payload type, sequence numbers and timestamps,
 re-based whenever the subscriber starts receiving a new source, so that its
 browser sees one continuous stream.
 
+It is the server's fast path, one packet in and one per subscriber out, with no
+await between them: a published packet is decrypted and parsed once, as it arrives
+(`Wire`, below aiortc's receive loop); each subscriber's copy is its own header,
+written in place (`Header`), and the same payload, encrypted with that subscriber's
+SRTP session and sent on its nominated candidate pair at once. A video source keeps
+its latest keyframe, so that a new subscriber has a first picture at once (replayed
+with its header rewritten) while a fresh one is asked for.
+
 aiortc has no public API for any of this, so this module is the one place that
 reaches into its internals (docs/research/aiortc-sfu.md, section 4), all of them
-listed in `RELIED_ON` and checked by `verify_aiortc` at start-up and in the tests:
+listed in `RELIED_ON` and checked by `verify_aiortc` at start-up and in the tests
+(sfu/ice.py does the same for aioice's):
 
-- a publisher's `RTCRtpReceiver._handle_rtp_packet` is replaced, on the instance,
-  by `PacketSource._received`, which keeps what aiortc did before decoding (the
-  statistics its receiver reports are sent from, RTX unwrapping, NACKs) and adds a
-  bitrate cap to its REMB feedback, then forwards instead of decoding;
+- a publisher's media is taken from its connection before aiortc queues it; what
+  aiortc's receiver did before decoding is kept (the statistics its receiver reports
+  are sent from, RTX unwrapping, NACKs), and its REMB feedback says the bitrate cap
+  (no more than the slowest subscriber takes) once a second instead of estimating
+  the path on every packet;
 - a subscriber's `RTCRtpSender` is given a track that never yields, and
-  `PacketOutlet` sends through its transport itself, writing each packet into the
-  sender's own retransmission history (NACKs from the browser are answered with
-  RTX by aiortc) and keeping its sender-report counters true. The sender's
-  `_send_keyframe` (its answer to the browser's PLI or FIR) asks the publisher.
+  `PacketOutlet` sends in its place, keeping the sender's retransmission history
+  (NACKs from the browser are answered with RTX by aiortc) and its sender-report
+  counters true. The sender's `_send_keyframe` (its answer to the browser's PLI or
+  FIR) asks the publisher.
 """
 
 from __future__ import annotations
@@ -27,27 +37,40 @@ import inspect
 import logging
 import math
 import secrets
+import struct
 import time
+import weakref
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+import pylibsrtp
+from aiortc import (
+    MediaStreamTrack,
+    RTCDtlsTransport,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+)
 from aiortc import RTCRtpTransceiver as Transceiver
-from aiortc.clock import current_ntp_time
 from aiortc.codecs import is_rtx
 from aiortc.codecs.vpx import VpxPayloadDescriptor
+from aiortc.rtcdtlstransport import State
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
+    RTCP_RTPFB_NACK,
     RTP_HISTORY_SIZE,
     RtcpPsfbPacket,
+    RtcpRtpfbPacket,
     RtpPacket,
+    is_rtcp,
     pack_remb_fci,
     unpack_remb_fci,
-    unwrap_rtx,
 )
 
 from ..pictures import impossible_keyframe
+from . import ice
 from .forward import Source
 from .router import Kind
 
@@ -57,24 +80,32 @@ log = logging.getLogger(__name__)
 # subscriber that already has pictures is heard at most this often.
 KEYFRAME_INTERVAL_SECONDS: Final = 1.0
 SUBSCRIBER_KEYFRAME_SECONDS: Final = 3.0
-# The least the REMB feedback asks of a camera, in bits per second.
+# The least the REMB feedback asks of a camera, in bits per second, and how often it
+# is sent.
 BITRATE_FLOOR: Final = 150_000
+REMB_INTERVAL_SECONDS: Final = 1.0
 # Further ahead than this, a sequence number means the publisher started over.
 MAX_SEQUENCE_JUMP: Final = 1000
 CLOCK_RATES: Final[dict[Kind, int]] = {"audio": 48_000, "video": 90_000}
+# A kept keyframe is replayed to a new subscriber while it is this recent; a larger
+# one is not kept (a 640x480 keyframe is 10-60 kB; 1080p about 200 kB).
+KEPT_KEYFRAME_SECONDS: Final = 20.0
+KEPT_KEYFRAME_BYTES: Final = 400_000
+# Seconds between 1900 (NTP's epoch) and 1970 (time.time's).
+_NTP_EPOCH_OFFSET: Final = 2_208_988_800
+_RTP_HEADER: Final = struct.Struct("!BBHII")
+_EXTENSION_HEADER: Final = struct.Struct("!HH")
+_ONE_BYTE_EXTENSIONS: Final = 0xBEDE
 
 # What this module uses of aiortc that is not its public API: attributes on a fresh
-# receiver and sender of a negotiated transceiver.
+# receiver and sender of a negotiated transceiver, and on their transports.
 RELIED_ON: Final = {
     "RTCRtpReceiver": (
         "_enabled",
         "_handle_rtp_packet",
-        "_send_rtcp",
-        "_send_rtcp_nack",
         "_send_rtcp_pli",
         "_RTCRtpReceiver__codecs",
         "_RTCRtpReceiver__nack_generator",
-        "_RTCRtpReceiver__remote_bitrate_estimator",
         "_RTCRtpReceiver__remote_streams",
         "_RTCRtpReceiver__rtcp_ssrc",
         "_RTCRtpReceiver__rtx_ssrc",
@@ -93,7 +124,9 @@ RELIED_ON: Final = {
         "_RTCRtpSender__octet_count",
     ),
     "RTCRtpTransceiver": ("_codecs",),
-    "RTCDtlsTransport": ("_send_rtp",),
+    "RTCDtlsTransport": ("_state", "_rx_srtp", "_tx_srtp", "_rtp_header_extensions_map"),
+    "RTCIceTransport": ("_connection",),
+    "HeaderExtensionsMap": ("_HeaderExtensionsMap__ids",),
 }
 # The replaced method is called by the DTLS transport with these arguments.
 _HANDLER_PARAMETERS: Final = ("self", "packet", "arrival_time_ms")
@@ -104,21 +137,27 @@ class AiortcChanged(RuntimeError):
 
 
 async def verify_aiortc() -> None:
-    """Fail loudly, naming what is missing, if aiortc no longer has what this module
-    relies on (an upgrade past the pinned range)."""
+    """Fail loudly, naming what is missing, if aiortc or aioice no longer has what
+    this module and sfu/ice.py rely on (an upgrade past the pinned range)."""
     parameters = tuple(inspect.signature(RTCRtpReceiver._handle_rtp_packet).parameters)
     missing = [] if parameters == _HANDLER_PARAMETERS else ["_handle_rtp_packet(packet, ...)"]
     pc = RTCPeerConnection()
     try:
         transceiver = pc.addTransceiver("video")
+        dtls = transceiver.sender.transport
         objects: dict[str, Any] = {
             "RTCRtpReceiver": transceiver.receiver,
             "RTCRtpSender": transceiver.sender,
             "RTCRtpTransceiver": transceiver,
-            "RTCDtlsTransport": transceiver.sender.transport,
+            "RTCDtlsTransport": dtls,
+            "RTCIceTransport": dtls.transport,
+            "HeaderExtensionsMap": dtls._rtp_header_extensions_map,
         }
         for owner, names in RELIED_ON.items():
             missing += [f"{owner}.{n}" for n in names if not hasattr(objects[owner], n)]
+        connection = getattr(dtls.transport, "_connection", None)
+        for owner, names in ice.RELIED_ON.items():
+            missing += [f"aioice {owner}.{n}" for n in names if not hasattr(connection, n)]
     finally:
         await pc.close()
     if missing:
@@ -129,9 +168,103 @@ async def verify_aiortc() -> None:
         )
 
 
+def newer(a: int, b: int) -> bool:
+    """Sequence number a comes after b (16 bits, wrapping)."""
+    return a != b and (a - b) & 0xFFFF < 0x8000
+
+
+def ntp_now() -> int:
+    """The wall clock as NTP's 64-bit fixed point (aiortc's own goes through a
+    datetime: too dear once per packet)."""
+    return int((time.time() + _NTP_EPOCH_OFFSET) * 4_294_967_296)
+
+
+class Received:
+    """A published RTP packet, parsed once however many receive it (RFC 3550 section
+    5.1): its header fields, its payload, and the sound level it carries (RFC 6464's
+    byte, for audio). `_data` is for aiortc's jitter buffer (the recorder's)."""
+
+    __slots__ = (
+        "_data",
+        "audio_level",
+        "marker",
+        "payload",
+        "payload_type",
+        "sequence_number",
+        "ssrc",
+        "timestamp",
+    )  # fmt: skip
+
+    def __init__(
+        self, marker: bool, payload_type: int, sequence_number: int, timestamp: int,
+        ssrc: int, payload: bytes, audio_level: int | None = None,
+    ) -> None:  # fmt: skip
+        self.marker = marker
+        self.payload_type = payload_type
+        self.sequence_number = sequence_number
+        self.timestamp = timestamp
+        self.ssrc = ssrc
+        self.payload = payload
+        self.audio_level = audio_level
+        self._data = b""
+
+    @classmethod
+    def parse(cls, data: bytes, audio_level_id: int = 0) -> Received:
+        """ValueError if `data` is not an RTP packet."""
+        if len(data) < _RTP_HEADER.size:
+            raise ValueError("shorter than an RTP header")
+        first, second, sequence_number, timestamp, ssrc = _RTP_HEADER.unpack_from(data)
+        if first >> 6 != 2:
+            raise ValueError("not RTP version 2")
+        offset = _RTP_HEADER.size + 4 * (first & 0x0F)
+        level = None
+        if first & 0x10:
+            if len(data) < offset + _EXTENSION_HEADER.size:
+                raise ValueError("truncated header extension")
+            profile, words = _EXTENSION_HEADER.unpack_from(data, offset)
+            start = offset + _EXTENSION_HEADER.size
+            offset = start + 4 * words
+            if audio_level_id and profile == _ONE_BYTE_EXTENSIONS:
+                level = _one_byte_element(data, start, min(offset, len(data)), audio_level_id)
+        end = len(data) - (data[-1] if first & 0x20 else 0)
+        if offset > end:
+            raise ValueError("truncated packet")
+        return cls(bool(second & 0x80), second & 0x7F, sequence_number, timestamp, ssrc,
+                   data[offset:end], level)  # fmt: skip
+
+    @classmethod
+    def of(cls, packet: RtpPacket) -> Received:
+        """What aiortc parsed (the packets it had before the fast path took over)."""
+        level = packet.extensions.audio_level
+        return cls(
+            bool(packet.marker), packet.payload_type, packet.sequence_number,
+            packet.timestamp, packet.ssrc, packet.payload,
+            None if level is None else (0x80 if level[0] else 0) | level[1],
+        )  # fmt: skip
+
+
+def _one_byte_element(data: bytes, start: int, end: int, wanted: int) -> int | None:
+    """The one-byte value of extension element `wanted` (RFC 8285 section 4.2)."""
+    at = start
+    while at < end:
+        tag = data[at]
+        if tag == 0:  # padding
+            at += 1
+            continue
+        element, length = tag >> 4, (tag & 0x0F) + 1
+        if element == 15:
+            return None
+        if element == wanted and length == 1 and at + 1 < end:
+            return data[at + 1]
+        at += 1 + length
+    return None
+
+
 def keyframe_start(payload: bytes) -> bytes | None:
     """The start of the VP8 frame when the packet is the first of a keyframe (RFC
     7741: S=1, partition 0, P bit 0); None for any other packet."""
+    if not payload or payload[0] & 0x17 != 0x10:  # S set, partition 0: most are not
+        return None
     try:
         descriptor, rest = VpxPayloadDescriptor.parse(payload)
     except ValueError:
@@ -141,9 +274,84 @@ def keyframe_start(payload: bytes) -> bytes | None:
     return None
 
 
-def newer(a: int, b: int) -> bool:
-    """Sequence number a comes after b (16 bits, wrapping)."""
-    return a != b and (a - b) & 0xFFFF < 0x8000
+class Wire:
+    """A bundled connection's media below aiortc, one per DTLS transport: packets
+    encrypted with its SRTP session and sent at once, and published RTP decrypted as
+    it arrives and handed to the `route` of its payload type. The bench's load uses
+    `listen` instead, to count packets without decrypting them."""
+
+    _wires: ClassVar[weakref.WeakKeyDictionary[RTCDtlsTransport, Wire]] = (
+        weakref.WeakKeyDictionary()
+    )
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        self._dtls = dtls
+        self._datagrams = ice.Datagrams(dtls.transport._connection)
+        self._routes: dict[int, Callable[[bytes], None]] = {}
+        self._listener: Callable[[bytes], None] | None = None
+        self._failures = 0
+        self._datagrams.intercept(self._received)
+
+    @classmethod
+    def of(cls, dtls: RTCDtlsTransport) -> Wire:
+        wire = cls._wires.get(dtls)
+        if wire is None:
+            wire = cls._wires[dtls] = cls(dtls)
+        return wire
+
+    @property
+    def header_extensions(self) -> Any:
+        """The ids the negotiation gave the header extensions (aiortc's)."""
+        return self._dtls._rtp_header_extensions_map._HeaderExtensionsMap__ids  # type: ignore[attr-defined]
+
+    def send_rtp(self, packet: bytes) -> None:
+        """ConnectionError while DTLS is not (or no longer) up."""
+        dtls = self._dtls
+        if dtls._state is not State.CONNECTED:
+            raise ConnectionError("not connected")
+        self._datagrams.send(dtls._tx_srtp.protect(packet))
+
+    def send_rtcp(self, packet: bytes) -> None:
+        dtls = self._dtls
+        if dtls._state is not State.CONNECTED:
+            raise ConnectionError("not connected")
+        self._datagrams.send(dtls._tx_srtp.protect_rtcp(packet))
+
+    def route(self, payload_type: int, handler: Callable[[bytes], None]) -> None:
+        """Decrypted RTP of `payload_type` goes to `handler`, not to aiortc."""
+        self._routes[payload_type] = handler
+
+    def listen(self, handler: Callable[[bytes], None]) -> None:
+        """Every RTP packet arriving goes to `handler` as it came, still encrypted (its
+        header is in the clear), and nothing to aiortc."""
+        self._listener = handler
+
+    def unprotect(self, data: bytes) -> bytes | None:
+        """A listened packet, decrypted; None if it is not authentic."""
+        try:
+            return bytes(self._dtls._rx_srtp.unprotect(data))
+        except pylibsrtp.Error:
+            return None
+
+    def _received(self, data: bytes) -> bool:
+        """Called in the socket's callback: nothing raised here may escape."""
+        if self._dtls._rx_srtp is None or is_rtcp(data):
+            return False  # the DTLS handshake's end is still queued; RTCP is aiortc's
+        if self._listener is not None:
+            self._listener(data)
+            return True
+        handler = self._routes.get(data[1] & 0x7F)
+        if handler is None:
+            return False
+        try:
+            handler(self._dtls._rx_srtp.unprotect(data))
+        except pylibsrtp.Error:
+            pass  # not authentic, or replayed: dropped as aiortc drops it
+        except Exception:
+            self._failures += 1
+            if self._failures == 1:
+                log.exception("a published packet could not be handled")
+        return True
 
 
 class PacketSink(ABC):
@@ -174,7 +382,9 @@ class PacketSink(ABC):
         """What comes next is a new stream (its first keyframe is asked for)."""
 
     @abstractmethod
-    async def forward(self, packet: RtpPacket, keyframe: bool, ntp_now: int) -> None: ...
+    def forward(self, packet: Received, keyframe: bool, ntp: int) -> None:
+        """One packet of the source; `keyframe` when it starts one, `ntp` the time
+        it arrived (ntp_now)."""
 
     @abstractmethod
     def failed(self, exc: Exception) -> None:
@@ -188,7 +398,7 @@ class PacketSource:
         self.kind = kind
         self._receiver: RTCRtpReceiver = transceiver.receiver
         self._bitrate_cap = bitrate_cap
-        self._outlets: set[PacketSink] = set()
+        self._sinks: tuple[PacketSink, ...] = ()
         # The SSRC of the media (not of its retransmissions), for keyframe requests.
         self._media_ssrc: int | None = None
         # Without SSRCs in the SDP, the first one seen is the stream.
@@ -200,14 +410,26 @@ class PacketSource:
         self._withheld: str | None = None
         self._keyframe_asked_at = -math.inf
         self._keyframe_request: asyncio.Task[None] | None = None
-        self._failures = 0
-        self._receiver._handle_rtp_packet = self._received  # type: ignore[method-assign]
+        self._remb_sent_at = -math.inf
+        # The newest whole keyframe (its packets in order) and when it came; the
+        # packets of one still coming in.
+        self._kept: tuple[Received, ...] = ()
+        self._kept_at = -math.inf
+        self._keeping: list[Received] = []
+        self._wire = Wire.of(transceiver.receiver.transport)
+        self._audio_level_id = self._wire.header_extensions.audio_level or 0
+        # Negotiated: the receiver itself learns them only once the connection is up.
+        for codec in transceiver._codecs:
+            if codec.payloadType is not None:
+                self._wire.route(codec.payloadType, self._received)
+        # What aiortc still delivers: the packets queued before the fast path took over.
+        self._receiver._handle_rtp_packet = self._handed_by_aiortc  # type: ignore[method-assign]
 
-    def add(self, outlet: PacketSink) -> None:
-        self._outlets.add(outlet)
+    def add(self, sink: PacketSink) -> None:
+        self._sinks = (*self._sinks, sink)
 
-    def discard(self, outlet: PacketSink) -> None:
-        self._outlets.discard(outlet)
+    def discard(self, sink: PacketSink) -> None:
+        self._sinks = tuple(s for s in self._sinks if s is not sink)
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe: now, or when a second has passed since
@@ -225,17 +447,23 @@ class PacketSource:
             self._keyframe_asked_at = time.monotonic()
             await self._receiver._send_rtcp_pli(self._media_ssrc)
 
-    async def _received(self, packet: RtpPacket, arrival_time_ms: int) -> None:
-        # Called from the publisher's DTLS receive loop: anything raised here would
-        # end the publisher's connection.
-        try:
-            await self._take(packet, arrival_time_ms)
-        except Exception:
-            self._failures += 1
-            if self._failures == 1:
-                log.exception("a published packet could not be handled")
+    def kept_keyframe(self) -> tuple[Received, ...]:
+        """The newest whole keyframe's packets, if it is recent; () if none is."""
+        if self._withheld is None and time.monotonic() - self._kept_at <= KEPT_KEYFRAME_SECONDS:
+            return self._kept
+        return ()
 
-    async def _take(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+    async def _handed_by_aiortc(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        self._received_packet(Received.of(packet))
+
+    def _received(self, data: bytes) -> None:
+        try:
+            packet = Received.parse(data, self._audio_level_id)
+        except ValueError:
+            return
+        self._received_packet(packet)
+
+    def _received_packet(self, packet: Received) -> None:
         """What aiortc's receiver does with a packet before it depayloads and decodes
         it, then forwarding instead."""
         receiver = self._receiver
@@ -244,7 +472,6 @@ class PacketSource:
         codec = receiver._RTCRtpReceiver__codecs.get(packet.payload_type)  # type: ignore[attr-defined]
         if codec is None or not self._expected(packet.ssrc, codec):
             return
-        await self._estimate_bitrate(packet, arrival_time_ms)
         streams = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
         if packet.ssrc not in streams:
             streams[packet.ssrc] = StreamStatistics(codec.clockRate)
@@ -254,33 +481,42 @@ class PacketSource:
             apt = codec.parameters.get("apt")
             if media_ssrc is None or len(packet.payload) < 2 or not isinstance(apt, int):
                 return
-            packet = unwrap_rtx(packet, payload_type=apt, ssrc=media_ssrc)
+            payload = packet.payload
+            original = (payload[0] << 8) | payload[1]
+            packet = Received(packet.marker, apt, original, packet.timestamp, media_ssrc,
+                              payload[2:], packet.audio_level)  # fmt: skip
         nacks = receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
         if nacks is not None and nacks.add(packet):
-            await receiver._send_rtcp_nack(packet.ssrc, sorted(nacks.missing))
+            self._send_nack(packet.ssrc, sorted(nacks.missing))
         if not packet.payload:
             return  # padding, for bandwidth probing
         self._media_ssrc = packet.ssrc
         newest = self._newest_seq is None or newer(packet.sequence_number, self._newest_seq)
         if newest:
             self._newest_seq = packet.sequence_number
-        start = keyframe_start(packet.payload) if self.kind == "video" else None
-        impossible = None if start is None else impossible_keyframe(start)
-        # A keyframe's start that comes late (a retransmission) starts nobody's picture,
-        # and changes nothing withheld; an impossible one is never forwarded, late or
-        # not: it would still complete the picture in the browser.
-        keyframe = newest and start is not None
-        if keyframe:
-            self._judge(impossible)
-        withheld = self._withheld is not None or impossible is not None
-        now = current_ntp_time()  # once for every subscriber: it costs a datetime
-        for outlet in list(self._outlets):
-            if withheld and not outlet.judges_pictures:
+        keyframe = False
+        withheld = self._withheld is not None
+        if self.kind == "video":
+            self._remb_now_and_then(packet.ssrc)
+            start = keyframe_start(packet.payload)
+            impossible = None if start is None else impossible_keyframe(start)
+            # A keyframe's start that comes late (a retransmission) starts nobody's
+            # picture, and changes nothing withheld; an impossible one is never
+            # forwarded, late or not: it would still complete the picture in the browser.
+            keyframe = newest and start is not None
+            if keyframe:
+                self._judge(impossible)
+            withheld = self._withheld is not None or impossible is not None
+            if not withheld:
+                self._keep(packet, keyframe)
+        now = ntp_now()  # once for every subscriber
+        for sink in self._sinks:
+            if withheld and not sink.judges_pictures:
                 continue
             try:
-                await outlet.forward(packet, keyframe, now)
+                sink.forward(packet, keyframe, now)
             except Exception as exc:  # one subscriber's trouble is nobody else's
-                outlet.failed(exc)
+                sink.failed(exc)
 
     def _judge(self, why: str | None) -> None:
         """Withhold the picture the newest keyframe starts, if `why` it is impossible,
@@ -291,6 +527,28 @@ class PacketSource:
                 log.warning("a published video is withheld from its subscribers: %s", why)
             self.request_keyframe()
         self._withheld = why
+
+    def _keep(self, packet: Received, keyframe: bool) -> None:
+        """Gather a keyframe's packets (one timestamp, from its start to its marker)
+        and keep it once whole: a packet lost or too many bytes, and the one kept
+        before stays."""
+        keeping = self._keeping
+        if keyframe:
+            keeping = self._keeping = [packet]
+        elif not keeping or packet.timestamp != keeping[0].timestamp:
+            keeping.clear()
+            return
+        else:
+            keeping.append(packet)
+        if not packet.marker:
+            if sum(len(p.payload) for p in keeping) > KEPT_KEYFRAME_BYTES:
+                keeping.clear()
+            return
+        first = keeping[0].sequence_number
+        order = sorted(keeping, key=lambda p: (p.sequence_number - first) & 0xFFFF)
+        if (order[-1].sequence_number - first) & 0xFFFF == len(order) - 1:
+            self._kept, self._kept_at = tuple(order), time.monotonic()
+        keeping.clear()
 
     def _expected(self, ssrc: int, codec: Any) -> bool:
         """Only the stream the SDP declared (or, without one, the first seen): other
@@ -304,38 +562,38 @@ class PacketSource:
             self._latched_ssrc = ssrc
         return ssrc == self._latched_ssrc
 
-    async def _estimate_bitrate(self, packet: RtpPacket, arrival_time_ms: int) -> None:
-        """aiortc's estimate of what the path carries, sent back as REMB: no more than
-        the slowest subscriber reports it can take, nor than the cap; no less than a
-        floor (the estimate reads a busy server as a congested network)."""
-        receiver = self._receiver
-        estimator = receiver._RTCRtpReceiver__remote_bitrate_estimator  # type: ignore[attr-defined]
-        rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
-        if estimator is None or rtcp_ssrc is None or packet.extensions.abs_send_time is None:
+    def _send_nack(self, media_ssrc: int, lost: list[int]) -> None:
+        rtcp_ssrc = self._receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+        if rtcp_ssrc is None:
             return
-        estimate = estimator.add(
-            abs_send_time=packet.extensions.abs_send_time,
-            arrival_time_ms=arrival_time_ms,
-            payload_size=len(packet.payload) + packet.padding_size,
-            ssrc=packet.ssrc,
-        )
-        if estimate is None:
+        nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=rtcp_ssrc, media_ssrc=media_ssrc)
+        nack.lost = lost
+        with contextlib.suppress(ConnectionError):
+            self._wire.send_rtcp(bytes(nack))
+
+    def _remb_now_and_then(self, media_ssrc: int) -> None:
+        """Once a second, REMB feedback: the cap, or less if the slowest subscriber
+        says it takes less, never under a floor. (aiortc estimated the path on every
+        packet, and read a busy server as a congested network.)"""
+        now = time.monotonic()
+        rtcp_ssrc = self._receiver._RTCRtpReceiver__rtcp_ssrc  # type: ignore[attr-defined]
+        if now - self._remb_sent_at < REMB_INTERVAL_SECONDS or rtcp_ssrc is None:
             return
-        bitrate, ssrcs = estimate
-        slowest = min((o.remb for o in self._outlets if o.remb is not None), default=bitrate)
-        bitrate = min(self._bitrate_cap, max(BITRATE_FLOOR, min(bitrate, slowest)))
-        remb = pack_remb_fci(bitrate, ssrcs)
-        await receiver._send_rtcp(
-            RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=remb)
-        )
+        self._remb_sent_at = now
+        slowest = min((s.remb for s in self._sinks if s.remb is not None), default=None)
+        bitrate = self._bitrate_cap if slowest is None else min(self._bitrate_cap, slowest)
+        fci = pack_remb_fci(max(BITRATE_FLOOR, bitrate), [media_ssrc])
+        remb = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=fci)
+        with contextlib.suppress(ConnectionError):
+            self._wire.send_rtcp(bytes(remb))
 
     async def close(self) -> None:
         if self._keyframe_request is not None:
             self._keyframe_request.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._keyframe_request
-        for outlet in list(self._outlets):
-            outlet.connect(None)
+        for sink in self._sinks:
+            sink.connect(None)
 
 
 class _ParkedTrack(MediaStreamTrack):
@@ -351,6 +609,80 @@ class _ParkedTrack(MediaStreamTrack):
         raise AssertionError("a parked track yields nothing")
 
 
+class Header:
+    """The RTP header of a subscriber's m-line, built once the m-line is negotiated
+    and rewritten in place for each packet: its payload type, SSRC and header
+    extensions (the mid, abs-send-time, and the sound level for audio) stay as the
+    negotiation made them, in RFC 8285's one-byte form (aiortc's offers number them
+    1-14)."""
+
+    def __init__(self, payload_type: int, ssrc: int, mid: str, ids: Any, kind: Kind) -> None:
+        elements = bytearray()
+        self._time_at = self._level_at = 0
+        name = mid.encode()
+        if ids.mid and 0 < len(name) <= 16:
+            elements += bytes([ids.mid << 4 | len(name) - 1]) + name
+        base = _RTP_HEADER.size + _EXTENSION_HEADER.size
+        if ids.abs_send_time:
+            self._time_at = base + len(elements)
+            self._time_tag = (ids.abs_send_time << 4 | 2) << 24  # with its 3 bytes
+            elements += bytes(4)
+        if kind == "audio" and ids.audio_level:
+            self._level_at = base + len(elements) + 1
+            elements += bytes([ids.audio_level << 4, 0])
+        elements += bytes(-len(elements) % 4)
+        self._marker_type = (0x80 | payload_type, payload_type)
+        first = 0x90 if elements else 0x80  # version 2, with or without extensions
+        self.bytes = bytearray(_RTP_HEADER.pack(first, payload_type, 0, 0, ssrc))
+        if elements:
+            self.bytes += _EXTENSION_HEADER.pack(_ONE_BYTE_EXTENSIONS, len(elements) // 4)
+            self.bytes += elements
+
+    def write(
+        self, marker: bool, sequence_number: int, timestamp: int, ntp: int, level: int | None
+    ) -> bytearray:
+        header = self.bytes
+        header[1] = self._marker_type[0 if marker else 1]
+        struct.pack_into("!HI", header, 2, sequence_number, timestamp)
+        if self._time_at:
+            struct.pack_into("!I", header, self._time_at, self._time_tag | (ntp >> 14) & 0xFFFFFF)
+        if self._level_at:
+            header[self._level_at] = 0x7F if level is None else level  # 127: silence
+        return header
+
+
+class _History:
+    """The sender's retransmission history, which aiortc's `_retransmit` reads as a
+    dict (sequence number modulo RTP_HISTORY_SIZE -> packet): kept as the forwarded
+    packets themselves, the packet to send again made only when one is asked for."""
+
+    def __init__(self, payload_type: int, ssrc: int, mid: str) -> None:
+        self._payload_type, self._ssrc, self._mid = payload_type, ssrc, mid
+        self._sequence_numbers: list[int | None] = [None] * RTP_HISTORY_SIZE
+        self._timestamps = [0] * RTP_HISTORY_SIZE
+        self._packets: list[Received | None] = [None] * RTP_HISTORY_SIZE
+
+    def keep(self, sequence_number: int, timestamp: int, packet: Received) -> None:
+        at = sequence_number % RTP_HISTORY_SIZE
+        self._sequence_numbers[at] = sequence_number
+        self._timestamps[at] = timestamp
+        self._packets[at] = packet
+
+    def get(self, at: int) -> RtpPacket | None:
+        packet = self._packets[at]
+        sequence_number = self._sequence_numbers[at]
+        if packet is None or sequence_number is None:
+            return None
+        again = RtpPacket(
+            payload_type=self._payload_type, marker=packet.marker,
+            sequence_number=sequence_number, timestamp=self._timestamps[at],
+            ssrc=self._ssrc, payload=packet.payload,
+        )  # fmt: skip
+        again.extensions.mid = self._mid
+        again.extensions.abs_send_time = (ntp_now() >> 14) & 0xFFFFFF
+        return again
+
+
 class PacketOutlet(PacketSink):
     """One subscriber's sending m-line, fed packets of the source it is connected to."""
 
@@ -364,9 +696,17 @@ class PacketOutlet(PacketSink):
         self._sender._send_keyframe = self._keyframe_wanted  # type: ignore[method-assign]
         self._sender_feedback = self._sender._handle_rtcp_packet
         self._sender._handle_rtcp_packet = self._feedback  # type: ignore[method-assign]
+        # What the sender's own reports are made from (an RTP time against a wall-clock
+        # time, packets and bytes sent), kept true here.
+        self._reports: dict[str, Any] = vars(self._sender)
+        # Once negotiated: the header to write, the wire to send on.
+        self._header: Header | None = None
+        self._wire: Wire | None = None
         # `remb`: the subscriber's own bandwidth estimate, for the publisher's bitrate.
         # From the next packet on, the stream is re-based (on a keyframe, for video).
         self._rebase = True
+        # This stream began with the source's kept keyframe (and waits for a live one).
+        self._replayed = False
         self._waiting_since = 0.0
         self._keyframe_wanted_at = -math.inf
         self._seq_offset = 0
@@ -383,8 +723,10 @@ class PacketOutlet(PacketSink):
         self._failed = False
 
     def _restart(self) -> None:
-        """Begin again from the source's next keyframe, asked for now."""
+        """Begin again from the source's next keyframe, asked for now (or from its
+        kept one, if it has one)."""
         self._rebase = True
+        self._replayed = False
         self._waiting_since = time.monotonic()
         if self._source is not None:
             self._source.request_keyframe()
@@ -421,15 +763,27 @@ class PacketOutlet(PacketSink):
             log.warning("forwarding to a subscriber failed: %s", type(exc).__name__)
         self._restart()
 
+    def _negotiated(self) -> Header | None:
+        """The m-line's header and wire, once the page has answered for it."""
+        sender = self._sender
+        mid = sender._RTCRtpSender__mid  # type: ignore[attr-defined]
+        codecs = self._transceiver._codecs
+        payload_type = codecs[0].payloadType if codecs else None
+        if mid is None or payload_type is None or sender.transport is None:
+            return None
+        self._wire = Wire.of(sender.transport)
+        self._header = Header(payload_type, sender._ssrc, mid, self._wire.header_extensions,
+                              self._kind)  # fmt: skip
+        history = _History(payload_type, sender._ssrc, mid)
+        self._history = self._reports["_RTCRtpSender__rtp_history"] = history
+        return self._header
+
     def _unwrap(self, sequence_number: int) -> int:
         return self._newest + ((sequence_number - self._newest + 0x8000) & 0xFFFF) - 0x8000
 
-    async def forward(self, packet: RtpPacket, keyframe: bool, ntp_now: int) -> None:
-        sender = self._sender
-        mid = sender._RTCRtpSender__mid  # type: ignore[attr-defined]
-        payload_type = self._transceiver._codecs[0].payloadType if mid is not None else None
-        if payload_type is None:
-            return  # not negotiated yet
+    def forward(self, packet: Received, keyframe: bool, ntp: int) -> None:
+        if self._header is None and self._negotiated() is None:
+            return
         if not self._rebase:
             extended = self._unwrap(packet.sequence_number)
             if packet.ssrc != self._source_ssrc or extended - self._newest > MAX_SEQUENCE_JUMP:
@@ -438,28 +792,36 @@ class PacketOutlet(PacketSink):
                 return  # from before the stream was re-based
         if self._rebase:
             if self._kind == "video" and not keyframe:
-                self._still_waiting()
+                if not self._replay(ntp):
+                    self._still_waiting()
                 return  # a picture that would not decode: wait for the keyframe
             self._rebase_on(packet)
             extended = self._newest  # the re-based stream's first packet
+        self._send(packet, extended, ntp)
+
+    def _replay(self, ntp: int) -> bool:
+        """Begin the stream with the source's kept keyframe, once: a first picture at
+        once. What follows it in the source refers to pictures this subscriber never
+        had, so the stream waits for a live keyframe again (asked for at connect)."""
+        kept = () if self._replayed or self._source is None else self._source.kept_keyframe()
+        if not kept:
+            return False
+        self._replayed = True
+        self._rebase_on(kept[0])
+        for packet in kept:
+            self._send(packet, self._unwrap(packet.sequence_number), ntp)
+        self._rebase = True
+        return True
+
+    def _send(self, packet: Received, extended: int, ntp: int) -> None:
+        assert self._header is not None and self._wire is not None
         sequence_number = (packet.sequence_number + self._seq_offset) & 0xFFFF
         timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
-        out = RtpPacket(
-            payload_type=payload_type,
-            marker=packet.marker,
-            sequence_number=sequence_number,
-            timestamp=timestamp,
-            ssrc=sender._ssrc,
-            payload=packet.payload,
-        )
-        out.extensions.mid = mid
-        out.extensions.abs_send_time = (ntp_now >> 14) & 0x00FFFFFF
-        out.extensions.audio_level = packet.extensions.audio_level
-        sender._RTCRtpSender__rtp_history[sequence_number % RTP_HISTORY_SIZE] = out  # type: ignore[attr-defined]
+        header = self._header.write(packet.marker, sequence_number, timestamp, ntp,
+                                    packet.audio_level)  # fmt: skip
+        self._history.keep(sequence_number, timestamp, packet)
         try:
-            await sender.transport._send_rtp(
-                out.serialize(sender._RTCRtpSender__rtp_header_extensions_map)  # type: ignore[attr-defined]
-            )
+            self._wire.send_rtp(b"".join((header, packet.payload)))
         except ConnectionError:
             # The subscriber's connection is not up (yet, or any more): start again
             # from a keyframe once it is.
@@ -470,13 +832,13 @@ class PacketOutlet(PacketSink):
         self._newest = extended
         self._next_seq = (sequence_number + 1) & 0xFFFF
         self._last_ts, self._last_sent_at = timestamp, time.monotonic()
-        # What the sender's reports say (an RTP time against a wall-clock time).
-        sender._RTCRtpSender__ntp_timestamp = ntp_now  # type: ignore[attr-defined]
-        sender._RTCRtpSender__rtp_timestamp = timestamp  # type: ignore[attr-defined]
-        sender._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
-        sender._RTCRtpSender__octet_count += len(packet.payload)  # type: ignore[attr-defined]
+        reports = self._reports
+        reports["_RTCRtpSender__ntp_timestamp"] = ntp
+        reports["_RTCRtpSender__rtp_timestamp"] = timestamp
+        reports["_RTCRtpSender__packet_count"] += 1
+        reports["_RTCRtpSender__octet_count"] += len(packet.payload)
 
-    def _rebase_on(self, packet: RtpPacket) -> None:
+    def _rebase_on(self, packet: Received) -> None:
         """The new stream goes on from where the subscriber's last one stopped: the
         next sequence number, and a timestamp as much later as time has passed."""
         self._rebase = False

@@ -36,7 +36,6 @@ from typing import Final
 
 from aiortc.codecs.vpx import vp8_depayload
 from aiortc.jitterbuffer import JitterBuffer
-from aiortc.rtp import RtpPacket
 
 from ..pictures import vp8_keyframe_size
 from ..recording.files import (
@@ -47,7 +46,7 @@ from ..recording.files import (
     damage_note,
     track_path,
 )
-from .passthrough import CLOCK_RATES, PacketSink, PacketSource, newer
+from .passthrough import CLOCK_RATES, PacketSink, PacketSource, Received, newer
 from .router import Kind
 
 log = logging.getLogger(__name__)
@@ -101,7 +100,7 @@ class TrackRecorder(PacketSink):
         if self._source is not None:
             self._source.request_keyframe()
 
-    async def forward(self, packet: RtpPacket, keyframe: bool, ntp_now: int) -> None:
+    def forward(self, packet: Received, keyframe: bool, ntp: int) -> None:
         if self._ssrc is not None and packet.ssrc != self._ssrc:
             self._restart()  # the publisher began a new stream
         self._ssrc = packet.ssrc
@@ -110,7 +109,7 @@ class TrackRecorder(PacketSink):
         else:
             self._take_video(packet)
 
-    def _take_audio(self, packet: RtpPacket) -> None:
+    def _take_audio(self, packet: Received) -> None:
         """An Opus packet is a whole frame; a late one is left out (its moment has
         been written past)."""
         if self._newest_seq is not None and not newer(packet.sequence_number, self._newest_seq):
@@ -118,12 +117,13 @@ class TrackRecorder(PacketSink):
         self._newest_seq = packet.sequence_number
         self._file.write(packet.payload, self._pts(packet.timestamp))
 
-    def _take_video(self, packet: RtpPacket) -> None:
+    def _take_video(self, packet: Received) -> None:
         try:
-            packet._data = vp8_depayload(packet.payload)  # type: ignore[attr-defined]
+            packet._data = vp8_depayload(packet.payload)
         except ValueError:
             return
-        lost, frame = self._jitter.add(packet)
+        # aiortc's jitter buffer reads a packet's sequence number, timestamp and _data.
+        lost, frame = self._jitter.add(packet)  # type: ignore[arg-type]
         if lost:
             # Packets were given up on: what follows would not decode until a keyframe.
             self._keyframe_seen = False
