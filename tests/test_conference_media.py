@@ -370,8 +370,9 @@ async def test_two_windows_joining_at_once_leave_one_connection(
 async def test_every_picture_starts_on_a_keyframe_even_when_shown_again(
     lobby: Lobby, join: Join
 ) -> None:
-    """Forwarded packets are held for a subscriber until its publisher's next
-    keyframe, which the server asks for: a picture never starts broken."""
+    """Forwarded packets are held for a subscriber until a keyframe (its publisher's
+    newest, replayed at once, or the next, which the server asks for): a picture
+    never starts broken."""
     three = await three_in_conference(lobby, join, moderator=True)
     host, patient, guest = three.everyone
     await host.request("set_permission", participant=guest.id, permission="audio_video")
@@ -388,7 +389,9 @@ async def test_every_picture_starts_on_a_keyframe_even_when_shown_again(
         if track["participant"] == guest.id and track["kind"] == "video"
     )
     starts = [keyframe for mid, keyframe in patient.starts_after_pauses if mid == gail_mid]
-    assert starts == [True, True]  # shown, then shown again
+    # Shown, then shown again; on a slow machine the live keyframe may come long enough
+    # after the replayed one to count as one more start.
+    assert len(starts) >= 2 and all(starts)
     assert all(keyframe for _, keyframe in patient.starts_after_pauses)
     assert patient.wrong_pictures == 0
 

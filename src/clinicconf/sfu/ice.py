@@ -47,7 +47,7 @@ _AIOICE_HOST_ADDRESSES: Final = aioice.ice.get_host_addresses
 _Protocol = TypeVar("_Protocol", bound=asyncio.BaseProtocol)
 
 # What `Datagrams` uses of an aioice Connection that is not its public API.
-RELIED_ON: Final = {"Connection": ("_nominated", "data_received")}
+RELIED_ON: Final = {"Connection": ("_nominated", "_protocols", "data_received")}
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # "This host on this network" (RFC 1122): Linux delivers what is sent to 0.0.0.0 to
@@ -74,13 +74,34 @@ class Datagrams:
         """Offer every RTP and RTCP datagram (first byte 128-191, RFC 7983) to `media`
         first; what it does not take (returns False) goes on to aiortc as before.
         STUN and DTLS always go on."""
-        queue = self._connection.data_received
+        connection = self._connection
+        queue = connection.data_received
 
         def received(data: bytes, component: int) -> None:
-            if not (127 < data[0] < 192 and media(data)):
+            if not (data and 127 < data[0] < 192 and media(data)):
                 queue(data, component)
 
-        self._connection.data_received = received  # type: ignore[method-assign]
+        connection.data_received = received  # type: ignore[method-assign]
+        # Media is never STUN: spare aioice's attempt to parse each datagram as a
+        # STUN message (an exception per packet) before it hands it on.
+        for protocol in connection._protocols:
+            protocol.datagram_received = _media_first(  # type: ignore[method-assign,assignment]
+                protocol.datagram_received, received, protocol.local_candidate.component
+            )
+
+
+def _media_first(
+    stun: Callable[[bytes, tuple[Any, ...]], None],
+    media: Callable[[bytes, int], None],
+    component: int,
+) -> Callable[[bytes, tuple[Any, ...]], None]:
+    def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+        if data and 127 < data[0] < 192:
+            media(data, component)
+        else:
+            stun(data, addr)
+
+    return datagram_received
 
 
 class _HostAddresses(Protocol):

@@ -416,6 +416,11 @@ class PacketSource:
         self._kept: tuple[Received, ...] = ()
         self._kept_at = -math.inf
         self._keeping: list[Received] = []
+        # The receiver's own tables, filled in when its connection is up.
+        receiver = self._receiver
+        self._codecs: dict[int, Any] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+        self._streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+        self._declared: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
         self._wire = Wire.of(transceiver.receiver.transport)
         self._audio_level_id = self._wire.header_extensions.audio_level or 0
         # Negotiated: the receiver itself learns them only once the connection is up.
@@ -469,15 +474,16 @@ class PacketSource:
         receiver = self._receiver
         if not receiver._enabled:
             return
-        codec = receiver._RTCRtpReceiver__codecs.get(packet.payload_type)  # type: ignore[attr-defined]
+        codec = self._codecs.get(packet.payload_type)
         if codec is None or not self._expected(packet.ssrc, codec):
             return
-        streams = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+        streams = self._streams
         if packet.ssrc not in streams:
             streams[packet.ssrc] = StreamStatistics(codec.clockRate)
-        streams[packet.ssrc].add(packet)  # the receiver reports from these
+        # The receiver reports from these (they read a packet's sequence number and time).
+        streams[packet.ssrc].add(packet)  # type: ignore[arg-type]
         if is_rtx(codec):
-            media_ssrc = receiver._RTCRtpReceiver__rtx_ssrc.get(packet.ssrc)  # type: ignore[attr-defined]
+            media_ssrc = self._declared.get(packet.ssrc)
             apt = codec.parameters.get("apt")
             if media_ssrc is None or len(packet.payload) < 2 or not isinstance(apt, int):
                 return
@@ -553,7 +559,7 @@ class PacketSource:
     def _expected(self, ssrc: int, codec: Any) -> bool:
         """Only the stream the SDP declared (or, without one, the first seen): other
         SSRCs on the same payload type would each grow the receiver's statistics."""
-        declared = self._receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+        declared = self._declared
         if declared:  # retransmission SSRC -> media SSRC
             return ssrc in declared or ssrc in declared.values()
         if is_rtx(codec):
@@ -719,7 +725,7 @@ class PacketOutlet(PacketSink):
         # counter wrong if the first packets across a wrap are lost.
         self._next_seq = secrets.randbelow(1 << 15)
         self._last_ts: int | None = None
-        self._last_sent_at = 0.0
+        self._last_sent_ntp = 0
         self._failed = False
 
     def _restart(self) -> None:
@@ -795,7 +801,7 @@ class PacketOutlet(PacketSink):
                 if not self._replay(ntp):
                     self._still_waiting()
                 return  # a picture that would not decode: wait for the keyframe
-            self._rebase_on(packet)
+            self._rebase_on(packet, ntp)
             extended = self._newest  # the re-based stream's first packet
         self._send(packet, extended, ntp)
 
@@ -807,7 +813,7 @@ class PacketOutlet(PacketSink):
         if not kept:
             return False
         self._replayed = True
-        self._rebase_on(kept[0])
+        self._rebase_on(kept[0], ntp)
         for packet in kept:
             self._send(packet, self._unwrap(packet.sequence_number), ntp)
         self._rebase = True
@@ -831,21 +837,21 @@ class PacketOutlet(PacketSink):
             return  # a late packet: the stream's timing stays that of the newest
         self._newest = extended
         self._next_seq = (sequence_number + 1) & 0xFFFF
-        self._last_ts, self._last_sent_at = timestamp, time.monotonic()
+        self._last_ts, self._last_sent_ntp = timestamp, ntp
         reports = self._reports
         reports["_RTCRtpSender__ntp_timestamp"] = ntp
         reports["_RTCRtpSender__rtp_timestamp"] = timestamp
         reports["_RTCRtpSender__packet_count"] += 1
         reports["_RTCRtpSender__octet_count"] += len(packet.payload)
 
-    def _rebase_on(self, packet: Received) -> None:
+    def _rebase_on(self, packet: Received, ntp: int) -> None:
         """The new stream goes on from where the subscriber's last one stopped: the
         next sequence number, and a timestamp as much later as time has passed."""
         self._rebase = False
         if self._last_ts is None:
             timestamp = packet.timestamp
         else:
-            elapsed = round((time.monotonic() - self._last_sent_at) * self._clock_rate)
+            elapsed = (ntp - self._last_sent_ntp) * self._clock_rate >> 32
             timestamp = self._last_ts + max(1, elapsed)
         self._ts_offset = (timestamp - packet.timestamp) & 0xFFFFFFFF
         self._seq_offset = (self._next_seq - packet.sequence_number) & 0xFFFF
