@@ -1,9 +1,10 @@
-"""Packet forwarding relies on parts of aiortc that are not its public API
-(sfu/passthrough.py). These tests fail loudly, naming what changed, if an aiortc
+"""Packet forwarding relies on parts of aiortc and aioice that are not their public
+API (sfu/passthrough.py, sfu/ice.py). These tests fail loudly, naming what changed, if an aiortc
 release no longer has them; the server refuses to start in that case too."""
 
 from __future__ import annotations
 
+import aioice
 import pytest
 from aiohttp import web
 from aiortc import RTCRtpReceiver, RTCRtpSender
@@ -21,6 +22,14 @@ async def test_a_missing_internal_is_named(monkeypatch: pytest.MonkeyPatch) -> N
     # As an aiortc release without the sender's retransmission would be.
     monkeypatch.delattr(RTCRtpSender, "_retransmit")
     with pytest.raises(AiortcChanged, match=r"RTCRtpSender\._retransmit"):
+        await verify_aiortc()
+
+
+async def test_a_missing_aioice_internal_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As an aioice release that handed datagrams on another way would be: the fast
+    # path would take no media from the connection.
+    monkeypatch.delattr(aioice.Connection, "data_received")
+    with pytest.raises(AiortcChanged, match=r"aioice Connection\.data_received"):
         await verify_aiortc()
 
 

@@ -421,6 +421,8 @@ class PacketSource:
         self._codecs: dict[int, Any] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
         self._streams: dict[int, StreamStatistics] = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
         self._declared: dict[int, int] = receiver._RTCRtpReceiver__rtx_ssrc  # type: ignore[attr-defined]
+        # Payload type -> whether it is RTX, as met.
+        self._retransmissions: dict[int, bool] = {}
         self._wire = Wire.of(transceiver.receiver.transport)
         self._audio_level_id = self._wire.header_extensions.audio_level or 0
         # Negotiated: the receiver itself learns them only once the connection is up.
@@ -477,12 +479,15 @@ class PacketSource:
         codec = self._codecs.get(packet.payload_type)
         if codec is None or not self._expected(packet.ssrc, codec):
             return
+        retransmitted = self._retransmissions.get(packet.payload_type)
+        if retransmitted is None:
+            retransmitted = self._retransmissions[packet.payload_type] = is_rtx(codec)
         streams = self._streams
         if packet.ssrc not in streams:
             streams[packet.ssrc] = StreamStatistics(codec.clockRate)
         # The receiver reports from these (they read a packet's sequence number and time).
         streams[packet.ssrc].add(packet)  # type: ignore[arg-type]
-        if is_rtx(codec):
+        if retransmitted:
             media_ssrc = self._declared.get(packet.ssrc)
             apt = codec.parameters.get("apt")
             if media_ssrc is None or len(packet.payload) < 2 or not isinstance(apt, int):
@@ -816,6 +821,8 @@ class PacketOutlet(PacketSink):
         self._rebase_on(kept[0], ntp)
         for packet in kept:
             self._send(packet, self._unwrap(packet.sequence_number), ntp)
+            if not self._replayed:
+                return True  # not connected: begun again
         self._rebase = True
         return True
 
