@@ -412,10 +412,14 @@ class PacketSource:
         self._keyframe_request: asyncio.Task[None] | None = None
         self._remb_sent_at = -math.inf
         # The newest whole keyframe (its packets in order) and when it came; the
-        # packets of one still coming in.
+        # packets of one still coming in:
         self._kept: tuple[Received, ...] = ()
         self._kept_at = -math.inf
-        self._keeping: list[Received] = []
+        # Sequence number -> packet, the keyframe's first first; where it ends (its
+        # marker), and its size so far.
+        self._keeping: dict[int, Received] = {}
+        self._keeping_end: int | None = None
+        self._keeping_bytes = 0
         # The receiver's own tables, filled in when its connection is up.
         receiver = self._receiver
         self._codecs: dict[int, Any] = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
@@ -540,26 +544,32 @@ class PacketSource:
         self._withheld = why
 
     def _keep(self, packet: Received, keyframe: bool) -> None:
-        """Gather a keyframe's packets (one timestamp, from its start to its marker)
-        and keep it once whole: a packet lost or too many bytes, and the one kept
-        before stays."""
+        """Gather a keyframe's packets (one timestamp, from its start to its marker,
+        a lost one filled in by its retransmission) and keep it once whole; one too
+        large is given up, and the one kept before stays."""
         keeping = self._keeping
         if keyframe:
-            keeping = self._keeping = [packet]
-        elif not keeping or packet.timestamp != keeping[0].timestamp:
+            keeping.clear()
+            self._keeping_end = None
+            self._keeping_bytes = 0
+        elif not keeping or packet.timestamp != next(iter(keeping.values())).timestamp:
+            return
+        if packet.sequence_number not in keeping:
+            self._keeping_bytes += len(packet.payload)
+        keeping[packet.sequence_number] = packet
+        if packet.marker:
+            self._keeping_end = packet.sequence_number
+        if self._keeping_bytes > KEPT_KEYFRAME_BYTES:
             keeping.clear()
             return
-        else:
-            keeping.append(packet)
-        if not packet.marker:
-            if sum(len(p.payload) for p in keeping) > KEPT_KEYFRAME_BYTES:
-                keeping.clear()
+        first = next(iter(keeping))
+        end = self._keeping_end
+        if end is None or (end - first) & 0xFFFF != len(keeping) - 1:
             return
-        first = keeping[0].sequence_number
-        order = sorted(keeping, key=lambda p: (p.sequence_number - first) & 0xFFFF)
-        if (order[-1].sequence_number - first) & 0xFFFF == len(order) - 1:
-            self._kept, self._kept_at = tuple(order), time.monotonic()
-        keeping.clear()
+        whole = [keeping.get((first + n) & 0xFFFF) for n in range(len(keeping))]
+        if all(whole):
+            self._kept, self._kept_at = tuple(p for p in whole if p), time.monotonic()
+            keeping.clear()
 
     def _expected(self, ssrc: int, codec: Any) -> bool:
         """Only the stream the SDP declared (or, without one, the first seen): other
