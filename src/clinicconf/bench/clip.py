@@ -1,7 +1,18 @@
 """Media for the benchmarks' publishers: a 640x480 VP8 clip and an Opus tone,
-encoded once with PyAV, then sent in a loop as already-encoded packets (aiortc's
-sender only packetises an `av.Packet`), so that a hundred publishers cost the load
-process almost nothing and the server's share is what is measured."""
+encoded once with PyAV, then sent in a loop as already-encoded packets, so that a
+hundred publishers cost the load process almost nothing and the server's share is
+what is measured.
+
+Two ways to send them: `camera` and `microphone` are tracks for aiortc's sender
+(which only packetises an `av.Packet`); `packetize` makes RTP payloads of the clip
+once, for a publisher that sends them itself (bench/participant.py's
+`PacketParticipant`). A packetized clip has one keyframe, its first picture; what
+loops is the delta pictures after it, never the keyframe again, so that a subscriber's
+first picture comes from what the SFU does (replaying the keyframe it kept, asking
+the publisher for a new one), not from a keyframe the clip happens to bring every
+few seconds. (A decoder would show the loop's seam as a glitch; nothing decodes in
+the benchmark.) The publisher sends the keyframe again only when asked, as a
+browser's encoder does."""
 
 from __future__ import annotations
 
@@ -11,10 +22,12 @@ import fractions
 import math
 import random
 import time
+from dataclasses import dataclass
 from typing import Any, Final
 
 import av
 from aiortc import MediaStreamTrack
+from aiortc.codecs.vpx import Vp8Encoder
 
 WIDTH: Final = 640
 HEIGHT: Final = 480
@@ -24,6 +37,8 @@ VIDEO_TIME_BASE: Final = fractions.Fraction(1, 90_000)
 SAMPLE_RATE: Final = 48_000
 AUDIO_FRAME_SAMPLES: Final = 960  # 20 ms, Opus's usual frame
 AUDIO_TIME_BASE: Final = fractions.Fraction(1, SAMPLE_RATE)
+# The packetized clip's length: its one keyframe, then this many seconds of deltas.
+PACKETIZED_SECONDS: Final = 10.0
 
 
 def encode_video(seconds: float = 2.0) -> list[bytes]:
@@ -111,3 +126,39 @@ def camera(packets: list[bytes]) -> LoopedTrack:
 
 def microphone(packets: list[bytes]) -> LoopedTrack:
     return LoopedTrack("audio", packets, AUDIO_FRAME_SAMPLES / SAMPLE_RATE, AUDIO_TIME_BASE)
+
+
+@dataclass(frozen=True)
+class Packets:
+    """A clip as RTP payloads (RFC 7741 for VP8: each picture's packets, in order; one
+    Opus frame a packet): its keyframe, the delta pictures to loop after it, and the
+    sound to loop."""
+
+    keyframe: tuple[bytes, ...]
+    deltas: tuple[tuple[bytes, ...], ...]
+    audio: tuple[bytes, ...]
+
+
+def is_keyframe(frame: bytes) -> bool:
+    """A VP8 frame's first bit is 0 for a keyframe (RFC 6386 section 9.1)."""
+    return bool(frame) and not frame[0] & 0x01
+
+
+def packetize(video: list[bytes], audio: list[bytes]) -> Packets:
+    """`video`'s pictures as RTP payloads, packetized once, as aiortc's VP8 sender
+    packetizes them (each with its own picture id); its first picture must be a
+    keyframe. Keyframes after it are left out of the loop."""
+    if not video or not is_keyframe(video[0]) or not audio:
+        raise ValueError("a clip begins with a keyframe, and has sound")
+    pictures = [
+        tuple(Vp8Encoder._packetize(frame, number % 32768)) for number, frame in enumerate(video)
+    ]
+    deltas = tuple(
+        p for frame, p in zip(video[1:], pictures[1:], strict=True) if not is_keyframe(frame)
+    )
+    return Packets(pictures[0], deltas or (pictures[0],), tuple(audio))
+
+
+def encode_packets(seconds: float = PACKETIZED_SECONDS) -> Packets:
+    """The benchmark's clip, packetized: one keyframe, then `seconds` of deltas."""
+    return packetize(encode_video(seconds), encode_audio())

@@ -1,15 +1,24 @@
 """A headless participant: an aiortc peer that joins a conference over its websocket
 the way the browser page does (docs/lobby-protocol.md, "The conference"): it says
 hello, sends `join_media`, answers every offer with its microphone and camera on
-the `publish` m-lines, and hands each frame it receives to `received`. The
-benchmarks use it as it is; the tests give it cameras they can recognise."""
+the `publish` m-lines, and hands each frame it receives to `received`. The tests
+give it cameras they can recognise.
+
+The SFU benchmark's load uses `PacketParticipant` instead, which costs far less than
+the server it loads: it sends a pre-encoded clip's packets itself, paced by a timer
+of its own, and counts what arrives from the RTP headers (in the clear under SRTP),
+below aiortc's receive path, decrypting only a sample."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+import re
 import secrets
-from typing import Any
+import struct
+import time
+from typing import Any, Final
 
 import aiohttp
 import av
@@ -23,13 +32,17 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
+from ..sfu.passthrough import PacketOutlet, Received, Wire, ntp_now
+from ..sfu.router import Kind
+from . import clip
+
 ANSWER_SECONDS = 10.0
 
 
 class Participant:
     def __init__(
-        self, ws: aiohttp.ClientWebSocketResponse, microphone: MediaStreamTrack,
-        camera: MediaStreamTrack,
+        self, ws: aiohttp.ClientWebSocketResponse, microphone: MediaStreamTrack | None,
+        camera: MediaStreamTrack | None,
     ) -> None:  # fmt: skip
         self.ws = ws
         self._publish = {"audio": microphone, "video": camera}
@@ -115,10 +128,10 @@ class Participant:
         pc = self.pc
         assert pc is not None
         await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
-        mine = {mid: self._publish[kind] for kind, mid in offer["publish"].items()}
+        mine: dict[str, Kind] = {mid: kind for kind, mid in offer["publish"].items()}
         for transceiver in pc.getTransceivers():
             if transceiver.mid in mine:
-                transceiver.sender.replaceTrack(mine[transceiver.mid])
+                self.publish(mine[transceiver.mid], transceiver)
                 transceiver.direction = "sendonly"
             else:
                 transceiver.direction = "recvonly"
@@ -128,6 +141,13 @@ class Participant:
             mid = transceiver.mid
             if mid is not None and mid not in mine and mid not in self._reading:
                 self._reading[mid] = self.watch(mid, transceiver, offer["sdp"])
+
+    def publish(self, kind: Kind, transceiver: RTCRtpTransceiver) -> None:
+        """Send on a `publish` m-line (at each offer): by default, the microphone or
+        camera given, through aiortc's sender."""
+        track = self._publish[kind]
+        if track is not None:
+            transceiver.sender.replaceTrack(track)
 
     def watch(
         self, mid: str, transceiver: RTCRtpTransceiver, offer_sdp: str
@@ -167,3 +187,249 @@ class Participant:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._close_media()
+
+
+# A publisher's pace: a tick every sound frame (20 ms), a picture every other tick.
+TICK_SECONDS: Final = clip.AUDIO_FRAME_SAMPLES / clip.SAMPLE_RATE
+TICKS_PER_PICTURE: Final = round(1 / clip.FRAMES_PER_SECOND / TICK_SECONDS)
+PICTURE_TICKS: Final = 90_000 // clip.FRAMES_PER_SECOND  # RTP's 90 kHz clock
+# Further behind its schedule than this, a publisher skips the ticks it missed (and
+# counts them: the load did not keep up) rather than sending them all at once.
+MAX_LATE_TICKS: Final = 2
+# One video packet in this many is decrypted (the first of an m-line's included).
+SAMPLE_EVERY: Final = 8
+# What the publishers' packets carry before their outlet rewrites them with its own.
+_SOURCE_SSRC: Final = {"audio": 1, "video": 2}
+_OPUS_TYPE, _VP8_TYPE = 111, 96
+_VP8: Final = re.compile(r"a=rtpmap:(\d+) VP8/90000")
+_EXTENSIONS: Final = struct.Struct("!HH")
+
+
+class _Publishing(PacketOutlet):
+    """A publisher's own sending m-line, fed by `PacketParticipant`: a keyframe is
+    due when its stream starts (again) and when the server asks for one (PLI or
+    FIR), as a browser's encoder gives one."""
+
+    keyframe_due = True
+
+    def _restart(self) -> None:
+        super()._restart()
+        self.keyframe_due = True
+
+    def _keyframe_wanted(self) -> None:
+        self.keyframe_due = True
+
+
+class Line:
+    """What has arrived on one receiving m-line: packets, and for video its pictures
+    (packets with the marker bit), when the first video packet came, and from whom
+    (the server's `tracks` message says)."""
+
+    __slots__ = ("first_at", "mid", "packets", "pictures", "publisher", "video", "video_packets")
+
+    def __init__(self, mid: str, video: bool) -> None:
+        self.mid = mid
+        self.video = video
+        self.packets = self.pictures = self.video_packets = 0
+        self.first_at = 0.0  # time.monotonic(); 0: nothing yet
+        self.publisher: str | None = None
+
+
+class PacketParticipant(Participant):
+    """A participant whose media costs the load process little: it publishes the
+    packetized clip through a `PacketOutlet` on each of its sending m-lines (the
+    server's own fast path, at its own pace: a timer of its own, not aiortc's sender
+    loop), and receives below aiortc (`Wire.listen`): each packet is counted from its
+    RTP header, in the clear, by m-line (its SSRC, learnt from the mid header
+    extension), and one video packet in SAMPLE_EVERY is decrypted and handed to
+    `sampled`. Nothing is decoded, and nothing reaches aiortc's receivers (so nothing
+    is NACKed: a packet the server drops is lost)."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, media: clip.Packets) -> None:
+        super().__init__(ws, None, None)
+        self._media = media
+        # Publishing: the current connection's outlets, and the pace.
+        self._outlets: dict[Kind, tuple[RTCRtpTransceiver, _Publishing]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = 0.0
+        self._ticks = self._deltas = 0
+        self._sequence_numbers = {"audio": 0, "video": 0}
+        self.late_ticks = 0
+        # Receiving: every RTP packet, the current connection's m-lines by mid and by
+        # SSRC, and the pictures of the connections before it.
+        self.packets = 0
+        self.lines: dict[str, Line] = {}
+        self._by_ssrc: dict[bytes, Line] = {}
+        self._wire: Wire | None = None
+        self._video_types: set[int] = set()
+        self._pictures_before = 0
+        self.failures = 0
+
+    @property
+    def video_frames(self) -> int:
+        """Pictures received (whole or not: their last packet), since joining."""
+        return self._pictures_before + sum(line.pictures for line in self.lines.values())
+
+    # --- publishing ---------------------------------------------------------------------
+
+    def publish(self, kind: Kind, transceiver: RTCRtpTransceiver) -> None:
+        mine = self._outlets.get(kind)
+        if mine is None or mine[0] is not transceiver:
+            self._outlets[kind] = (transceiver, _Publishing(transceiver, kind))
+        if self._timer is None:
+            loop = asyncio.get_running_loop()
+            # Publishers out of step with each other, as people are.
+            self._due = loop.time() + random.random() * TICK_SECONDS  # noqa: S311
+            self._timer = loop.call_at(self._due, self._tick)
+
+    def sent_picture(self, payloads: tuple[bytes, ...]) -> None:
+        """A picture's packets have just been sent."""
+
+    def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        late = int((loop.time() - self._due) / TICK_SECONDS)
+        if late > MAX_LATE_TICKS:
+            self.late_ticks += late
+            self._ticks += late
+            self._due += late * TICK_SECONDS
+        try:
+            self._send()
+        except Exception:  # a publisher's trouble must not stop its pace
+            self.failures += 1
+        self._ticks += 1
+        self._due += TICK_SECONDS
+        self._timer = loop.call_at(self._due, self._tick)
+
+    def _send(self) -> None:
+        """This tick's sound frame, and every other tick a picture: the keyframe if one
+        is due, else the next delta of the loop. Nothing until the connection is up."""
+        audio, video = self._outlets.get("audio"), self._outlets.get("video")
+        dtls = next(iter(self._outlets.values()))[0].sender.transport
+        if dtls is None or dtls.state != "connected":
+            return
+        ntp, ticks, numbers = ntp_now(), self._ticks, self._sequence_numbers
+        if audio is not None:
+            frames = self._media.audio
+            timestamp = ticks * clip.AUDIO_FRAME_SAMPLES & 0xFFFFFFFF
+            packet = Received(False, _OPUS_TYPE, numbers["audio"], timestamp,
+                              _SOURCE_SSRC["audio"], frames[ticks % len(frames)])  # fmt: skip
+            audio[1].forward(packet, False, ntp)
+            numbers["audio"] = numbers["audio"] + 1 & 0xFFFF
+        if video is None or ticks % TICKS_PER_PICTURE:
+            return
+        outlet = video[1]
+        keyframe = outlet.keyframe_due
+        if keyframe:
+            outlet.keyframe_due = False  # set again if the stream has to start over
+            picture = self._media.keyframe
+        else:
+            picture = self._media.deltas[self._deltas % len(self._media.deltas)]
+            self._deltas += 1
+        timestamp = ticks // TICKS_PER_PICTURE * PICTURE_TICKS & 0xFFFFFFFF
+        number, last = numbers["video"], len(picture) - 1
+        for index, payload in enumerate(picture):
+            packet = Received(index == last, _VP8_TYPE, number, timestamp,
+                              _SOURCE_SSRC["video"], payload)  # fmt: skip
+            outlet.forward(packet, keyframe and index == 0, ntp)
+            number = number + 1 & 0xFFFF
+        numbers["video"] = number
+        self.sent_picture(picture)
+
+    # --- receiving ----------------------------------------------------------------------
+
+    def watch(
+        self, mid: str, transceiver: RTCRtpTransceiver, offer_sdp: str
+    ) -> asyncio.Task[None] | None:
+        if self._wire is None:
+            self._wire = Wire.of(transceiver.receiver.transport)
+            self._wire.listen(self._arrived)
+        video = transceiver.kind == "video"
+        if video:
+            self._video_types.update(int(pt) for pt in _VP8.findall(offer_sdp))
+        self.lines[mid] = Line(mid, video)
+        return None  # no task: the packets are counted as they arrive
+
+    def first_video_packet(self, line: Line) -> None:
+        """`line` has had its first video packet (at `line.first_at`), and says whose."""
+
+    def sampled(self, line: Line, packet: bytes) -> None:
+        """One video packet in SAMPLE_EVERY, decrypted, as it arrives."""
+
+    def _arrived(self, data: bytes) -> None:
+        """Called in the socket's callback, for each RTP packet: nothing may escape."""
+        try:
+            self.packets += 1
+            line = self._by_ssrc.get(data[8:12])
+            if line is None:
+                line = self._line_of(data)
+                if line is None:
+                    return
+            line.packets += 1
+            if not line.video or data[1] & 0x7F not in self._video_types:
+                return
+            if data[1] & 0x80:
+                line.pictures += 1
+            if line.publisher is None:
+                if not line.first_at:
+                    line.first_at = time.monotonic()
+                entry = self.tracks.get(line.mid)
+                if entry is None or entry.get("participant") is None:
+                    return  # whose it is comes in a message of its own
+                line.publisher = str(entry["participant"])
+                self.first_video_packet(line)
+            line.video_packets += 1
+            if line.video_packets % SAMPLE_EVERY == 1 and self._wire is not None:
+                packet = self._wire.unprotect(data)
+                if packet is not None:
+                    self.sampled(line, packet)
+        except Exception:
+            self.failures += 1
+
+    def _line_of(self, data: bytes) -> Line | None:
+        """The m-line of a packet from an SSRC not seen yet, by its mid (RFC 8843)."""
+        assert self._wire is not None
+        mid = _mid_of(data, self._wire.header_extensions.mid or 0)
+        line = None if mid is None else self.lines.get(mid)
+        if line is not None:
+            self._by_ssrc[data[8:12]] = line
+        return line
+
+    async def _close_media(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._pictures_before = self.video_frames
+        self._outlets, self.lines, self._by_ssrc, self._wire = {}, {}, {}, None
+        await super()._close_media()
+
+
+def _mid_of(data: bytes, wanted: int) -> str | None:
+    """The value of header extension element `wanted` (the mid's), in RFC 8285's
+    one-byte or two-byte form; None if the packet has none."""
+    if not wanted or len(data) < 16 or not data[0] & 0x10:
+        return None
+    at = 12 + 4 * (data[0] & 0x0F)
+    if len(data) < at + _EXTENSIONS.size:
+        return None
+    profile, words = _EXTENSIONS.unpack_from(data, at)
+    at += _EXTENSIONS.size
+    end = min(at + 4 * words, len(data))
+    one_byte = profile == 0xBEDE
+    if not one_byte and profile & 0xFFF0 != 0x1000:
+        return None
+    while at < end:
+        if data[at] == 0:  # padding
+            at += 1
+            continue
+        if one_byte:
+            element, length, value = data[at] >> 4, (data[at] & 0x0F) + 1, at + 1
+            if element == 15:
+                return None
+        elif at + 1 < end:
+            element, length, value = data[at], data[at + 1], at + 2
+        else:
+            return None
+        if element == wanted:
+            return data[value : value + length].decode("ascii", "replace")
+        at = value + length
+    return None

@@ -1,27 +1,53 @@
-"""The SFU under growing load: how many 640x480 videos one core forwards, and how
-that compares with decoding and encoding each again (the transcoding baseline),
-measured in the same run on the same machine.
+"""The SFU under growing load: how many packets, 640x480 videos and consultations one
+core forwards in two-, three- and six-person conferences, how fast a new subscriber
+gets a first picture, and how that compares with decoding and encoding each video
+again (the transcoding baseline), measured in the same run on the same machine.
 
-For each forwarding (packets, then transcode), it starts the server in a process of
-its own on 127.0.0.1, pinned to the first core (the participants run here, on the
-others), then adds conferences step by step: each of --people headless
-participants, every one sending a pre-encoded VP8 clip at 25 fps (about 800 kbit/s)
-and Opus, and receiving everyone else without moderator mode, so a conference of N
-forwards N x (N - 1) videos. The participants decode nothing: they count packets
-as they arrive. After each step, over --seconds:
+For each conference size of --sizes (PEOPLE:STEPS, such as 2:20,40,60), it starts a
+fresh server in a process of its own on 127.0.0.1, pinned to the first core (this
+load process runs on the others), then adds conferences step by step until each step's
+number is held: each of PEOPLE headless participants (bench/participant.py's
+`PacketParticipant`), every one sending a pre-encoded VP8 clip at 25 fps (about 900
+kbit/s) and Opus at 50 packets a second, and receiving everyone else without
+moderator mode, so a conference of N forwards N x (N - 1) videos and as many sounds.
+The load is cheap, so that it measures the server and not itself: publishers send
+the clip's packets through the server's own `PacketOutlet` on a timer of their own,
+and receivers count packets and pictures from the RTP headers (in the clear under
+SRTP), decrypting one video packet in eight. After each step (once everyone receives
+everyone, and WARM_UP_SECONDS more), over --seconds, a row of:
 
-- the server's CPU (from /proc) and resident memory;
-- video pictures expected (those the publishers sent, times their subscribers) and
-  received: the loss;
-- packets per second out of the server, as the participants received them;
-- added latency: each video packet's payload is forwarded unchanged, so a
-  subscriber matches it with the moment its publisher sent it (one clock, here);
-- time from `join_media` to the first video packet, for each participant.
+- packets/s out: packets a second the server sent (as the participants received them);
+- server CPU: the share of its core (from /proc), and packets/s per core: packets/s
+  divided by that share;
+- pictures lost: pictures the publishers sent (their marker packets) times their
+  subscribers, against pictures received (nothing is NACKed: a dropped packet is lost);
+- latency p50 / p95, added by the server: a video packet's payload is forwarded
+  unchanged, so a subscriber matches a sample of them with the moment its publisher
+  sent them (one process, one clock);
+- first picture p50 / p95: for each participant who joined in the step and each
+  publisher it receives, from the later of their two `join_media` to the first video
+  packet of that publisher (which the server starts with a keyframe, replayed from
+  the one it kept when it has one);
+- memory: the server's resident memory;
+- load CPU: this process's own share of a core (os.times), its event loop's lag p95
+  (how late a callback due every 10 ms ran) and the publishers' ticks it missed, if
+  any: a load that cannot keep up shows there, not only as the server's latency or
+  loss. (In two-person conferences the load sends as many packets as the server
+  does, so it costs about as much as the server; in six-person ones far less.)
 
-The CPU per forwarded video is the slope of CPU against videos (least squares), and
-its inverse the videos per core. See docs/benchmarks.md, which --write updates.
+For each size, the CPU per forwarded video is the slope of CPU against videos (least
+squares through the origin, over the steps with under MAX_LOSS lost and latency p95
+under MAX_LATENCY_P95_MS); its inverse is the videos per core, divided by a
+conference's videos the consultations per core; the same slope against packets/s
+gives the packets per core. Then, on a fresh server: the transcoding baseline (one
+conference of --baseline-people), and the burst: --burst's conferences (6:3, three
+of six people: 18 participants) joining media at once, with the first picture of
+each (participant, publisher) pair; a pair without a picture within
+EVERYONE_RECEIVES_SECONDS counts as that long. See docs/benchmarks.md, which --write
+updates.
 
-    python -m clinicconf.bench.sfu [--people 6] [--steps 1,2,3] [--seconds 10] [--write]
+    python -m clinicconf.bench.sfu [--sizes 2:10,20,30 3:5,10,15 6:2,4,6]
+        [--seconds 8] [--baseline-people 2] [--burst 6:3] [--timeout 600] [--write]
 
 Exits 0 whatever the figures; 1 when a step could not be brought up, or the run
 overstayed --timeout.
@@ -31,16 +57,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
 import platform
-import re
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -48,14 +74,14 @@ from typing import Any, Final
 
 import aiohttp
 import aiortc
-from aiortc import RTCRtpTransceiver
 
 from ..config import Forwarding
 from ..sfu import ice
 from . import clip
-from .participant import Participant
+from .participant import Line, PacketParticipant
 from .server import (
     SetupFailed,
+    as_client,
     bench_settings,
     run_bounded,
     running_server,
@@ -69,87 +95,96 @@ EVERYONE_RECEIVES_SECONDS: Final = 30.0
 MAX_LOSS: Final = 0.01
 MAX_LATENCY_P95_MS: Final = 100.0
 WARM_UP_SECONDS: Final = 2.0
+DEFAULT_SIZES: Final = ("2:10,20,30", "3:5,10,15", "6:2,4,6")
+DEFAULT_SECONDS: Final = 8.0
+DEFAULT_BURST: Final = "6:3"
+# The size whose figures are the summary's (`videos_per_core` and the others), when
+# measured: the largest otherwise.
+MAIN_SIZE: Final = 6
+# How often the load's own lag is probed.
+LAG_PROBE_SECONDS: Final = 0.01
+# Participants closed at once at the end of a size.
+CLOSING_AT_ONCE: Final = 20
+# Latency samples kept per participant between two readings.
+MAX_SAMPLES: Final = 100_000
 _CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
 # A payload's last bytes tell it from the clip's others (each packet of the clip is
 # different); a subscriber looks up when its publisher sent it.
 _TAIL: Final = 24
-_VP8 = re.compile(r"a=rtpmap:(\d+) VP8/90000")
 DOC_BEGIN: Final = "<!-- bench-sfu: begin (written by python -m clinicconf.bench.sfu --write) -->"
 DOC_END: Final = "<!-- bench-sfu: end -->"
+_SIZE_NAMES: Final = {2: "Two", 3: "Three", 4: "Four", 5: "Five", 6: "Six"}
 
 
 class SendLog:
-    """When each publisher sent each video payload, by its last bytes."""
+    """When each publisher sent each video payload, by its last bytes; the pictures
+    each sent; when each asked to join media."""
 
     def __init__(self) -> None:
         self.sent: dict[str, dict[bytes, float]] = {}
         self.frames: dict[str, int] = {}  # pictures sent, by publisher
+        self.joined: dict[str, float] = {}  # time.monotonic() of its join_media
 
 
-class CountingParticipant(Participant):
-    """Sends the clip; counts and times what it receives, decoding nothing."""
+_packetized: list[tuple[tuple[list[bytes], list[bytes]], clip.Packets]] = []
+
+
+def _packets_of(media: clip.Packets | tuple[list[bytes], list[bytes]]) -> clip.Packets:
+    """Encoded frames (video, audio) packetized once for everyone they are given to."""
+    if isinstance(media, clip.Packets):
+        return media
+    for known, packets in _packetized:
+        if known[0] is media[0] and known[1] is media[1]:
+            return packets
+    packets = clip.packetize(*media)
+    _packetized[:] = [(media, packets)]
+    return packets
+
+
+class CountingParticipant(PacketParticipant):
+    """Sends the clip; counts and times what it receives, decoding nothing. `others`:
+    how many publishers it is to receive."""
 
     def __init__(
-        self, ws: aiohttp.ClientWebSocketResponse, media: tuple[list[bytes], list[bytes]],
-        log: SendLog, others: int,
+        self, ws: aiohttp.ClientWebSocketResponse,
+        media: clip.Packets | tuple[list[bytes], list[bytes]], log: SendLog, others: int,
     ) -> None:  # fmt: skip
-        video, audio = media
-        super().__init__(ws, clip.microphone(audio), clip.camera(video))
+        super().__init__(ws, _packets_of(media))
         self._log = log
         self._others = others
-        self.video_frames = 0
-        self.packets = 0
         self.latencies: list[float] = []
         self.joined_at = 0.0
         self.first_video: dict[str, float] = {}  # publisher -> seconds after joining
+        self.first_arrival: dict[str, float] = {}  # publisher -> time.monotonic()
         self.receives_everyone = asyncio.Event()
-        self._logging_sends = False
+        self._sent: dict[bytes, float] | None = None
+        self._name = ""
 
-    def watch(
-        self, mid: str, transceiver: RTCRtpTransceiver, offer_sdp: str
-    ) -> asyncio.Task[None] | None:
-        if not self._logging_sends:
-            self._log_sends(offer_sdp)
-        video_types = {int(pt) for pt in _VP8.findall(offer_sdp)}
-        receiver = transceiver.receiver
+    def sent_picture(self, payloads: tuple[bytes, ...]) -> None:
+        if self._sent is None:
+            self._name = self.id
+            self._sent = self._log.sent.setdefault(self._name, {})
+        sent, now = self._sent, time.monotonic()
+        for payload in payloads:
+            sent[payload[-_TAIL:]] = now
+        frames = self._log.frames
+        frames[self._name] = frames.get(self._name, 0) + 1
 
-        # What aiortc's receiver would depayload and decode is only counted here.
-        async def count(packet: aiortc.rtp.RtpPacket, arrival_time_ms: int) -> None:
-            now = time.monotonic()
-            self.packets += 1
-            entry = self.tracks.get(mid)
-            if packet.payload_type not in video_types or entry is None or not packet.payload:
-                return
-            publisher = entry["participant"]
-            self.video_frames += packet.marker  # a picture's last packet
-            sent = self._log.sent.get(publisher, {}).get(packet.payload[-_TAIL:])
-            if sent is not None:
-                self.latencies.append(now - sent)
-            if publisher not in self.first_video:
-                self.first_video[publisher] = now - self.joined_at
-                if len(self.first_video) == self._others:
-                    self.receives_everyone.set()
+    def first_video_packet(self, line: Line) -> None:
+        publisher = line.publisher
+        if publisher is None or publisher in self.first_arrival:
+            return
+        self.first_arrival[publisher] = line.first_at
+        self.first_video[publisher] = line.first_at - self.joined_at
+        if len(self.first_video) >= self._others:
+            self.receives_everyone.set()
 
-        receiver._handle_rtp_packet = count  # type: ignore[method-assign]
-        return None  # nothing is decoded, nothing to read
-
-    def _log_sends(self, offer_sdp: str) -> None:
-        """Note when each video packet leaves, before it is encrypted."""
-        assert self.pc is not None
-        self._logging_sends = True
-        transport = self.pc.getTransceivers()[0].sender.transport
-        send = transport._send_rtp
-        video_types = {int(pt) for pt in _VP8.findall(offer_sdp)}
-        sent = self._log.sent.setdefault(self.id, {})
-
-        async def logged(data: bytes) -> None:
-            if len(data) > 12 and data[1] & 0x7F in video_types:
-                sent[data[-_TAIL:]] = time.monotonic()
-                if data[1] & 0x80:  # the marker: a picture's last packet
-                    self._log.frames[self.id] = self._log.frames.get(self.id, 0) + 1
-            await send(data)
-
-        transport._send_rtp = logged  # type: ignore[method-assign]
+    def sampled(self, line: Line, packet: bytes) -> None:
+        if line.publisher is None or len(self.latencies) >= MAX_SAMPLES:
+            return
+        sent = self._log.sent.get(line.publisher, {}).get(packet[-_TAIL:])
+        if sent is not None:
+            self.latencies.append(time.monotonic() - sent)
 
 
 @dataclass
@@ -164,7 +199,13 @@ class Step:
     video_received: int = 0
     packets_received: int = 0
     latency_ms: dict[str, float] = field(default_factory=dict)
+    # From each newcomer's own join_media to each publisher's first video packet.
     join_ms: dict[str, float] = field(default_factory=dict)
+    # From the later of the newcomer's and the publisher's join_media.
+    first_picture_ms: dict[str, float] = field(default_factory=dict)
+    load_cpu_seconds: float = 0.0
+    load_lag_ms: dict[str, float] = field(default_factory=dict)
+    load_late_ticks: int = 0
 
     @property
     def videos(self) -> int:
@@ -188,6 +229,41 @@ class Step:
     @property
     def packets_per_second(self) -> float:
         return self.packets_received / self.seconds
+
+    @property
+    def packets_per_core(self) -> float:
+        return self.packets_per_second / self.cpu_share if self.cpu_seconds else 0.0
+
+    @property
+    def load_cpu(self) -> float:
+        return self.load_cpu_seconds / self.seconds
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self) | {
+            "videos": self.videos,
+            "loss": self.loss,
+            "packets_per_second": self.packets_per_second,
+            "packets_per_core": self.packets_per_core,
+            "load_cpu": self.load_cpu,
+        }
+
+
+@dataclass
+class Burst:
+    """Conferences joining media at once, on a fresh server: the first picture of
+    each (participant, publisher) pair."""
+
+    people: int
+    conferences: int
+    pairs: int = 0
+    pictured: int = 0  # pairs with a first picture within EVERYONE_RECEIVES_SECONDS
+    first_picture_ms: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: float = 0.0  # the server's, from the joins to the last first picture
+    seconds: float = 0.0
+
+    @property
+    def participants(self) -> int:
+        return self.people * self.conferences
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
@@ -213,85 +289,172 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
-async def _conference(
-    session: aiohttp.ClientSession, links: tuple[str, str], people: int,
-    media: tuple[list[bytes], list[bytes]], log: SendLog,
-) -> list[CountingParticipant]:  # fmt: skip
-    """The host on its link, guests on the public one; started, everyone in."""
-    joined = []
-    for number in range(people):
-        url = links[0] if number == 0 else links[1]
-        participant = CountingParticipant(await session.ws_connect(url), media, log, people - 1)
-        joined.append(participant)
-        await participant.hello(display_name=f"Person {number}")
-    await joined[0].request("start")
-    for participant in joined:
-        participant.joined_at = time.monotonic()
-        await participant.request("join_media")
-    return joined
+def _own_cpu_seconds() -> float:
+    """This process's CPU time, every thread of it (not the server's: a child)."""
+    times = os.times()
+    return times.user + times.system
 
 
-async def _measure_forwarding(
-    forwarding: Forwarding, steps: list[int], people: int, seconds: float,
-    media: tuple[list[bytes], list[bytes]],
-) -> list[Step]:  # fmt: skip
-    """One server; conferences added step by step, the load measured after each."""
-    results: list[Step] = []
+async def _lags(seconds: float) -> list[float]:
+    """For `seconds`, how late this process's event loop runs a callback that was due
+    (LAG_PROBE_SECONDS apart): a load that falls behind delays what it receives, and
+    that would read as the server's latency."""
+    loop = asyncio.get_running_loop()
+    lags: list[float] = []
+    end = loop.time() + seconds
+    while (due := loop.time() + LAG_PROBE_SECONDS) < end:
+        await asyncio.sleep(LAG_PROBE_SECONDS)
+        lags.append(max(0.0, loop.time() - due))
+    await asyncio.sleep(max(0.0, end - loop.time()))
+    return lags
+
+
+def _first_pictures(participants: list[CountingParticipant], log: SendLog) -> list[float]:
+    """Seconds from the later of the two join_media to each publisher's first video
+    packet, for each of `participants`."""
+    return [
+        arrival - max(p.joined_at, log.joined.get(publisher, p.joined_at))
+        for p in participants
+        for publisher, arrival in p.first_arrival.items()
+    ]
+
+
+class Load:
+    """The participants of one server, joined conference by conference."""
+
+    def __init__(self, session: aiohttp.ClientSession, media: clip.Packets, log: SendLog) -> None:
+        self._session = session
+        self._media = media
+        self.log = log
+        self.everyone: list[CountingParticipant] = []
+
+    async def greet(self, links: tuple[str, str], people: int) -> list[CountingParticipant]:
+        """The host on its link, guests on the public one (each as a client of its
+        own), in the lobby; the conference started."""
+        greeted = []
+        for number in range(people):
+            url = links[0] if number == 0 else links[1]
+            async with _setting_up(f"hello, person {number}"):
+                ws = await self._session.ws_connect(url, headers=as_client(len(self.everyone)))
+                participant = CountingParticipant(ws, self._media, self.log, people - 1)
+                self.everyone.append(participant)
+                greeted.append(participant)
+                await participant.hello(display_name=f"Person {number}")
+        async with _setting_up("start"):
+            _answered(await greeted[0].request("start"), "start")
+        return greeted
+
+    async def join_media(self, participant: CountingParticipant) -> None:
+        participant.joined_at = self.log.joined[participant.id] = time.monotonic()
+        async with _setting_up("join_media"):
+            _answered(await participant.request("join_media"), "join_media")
+
+    async def close(self) -> None:
+        for at in range(0, len(self.everyone), CLOSING_AT_ONCE):
+            await asyncio.gather(*(p.close() for p in self.everyone[at : at + CLOSING_AT_ONCE]))
+        self.everyone = []
+
+
+@contextlib.asynccontextmanager
+async def _setting_up(what: str) -> AsyncIterator[None]:
+    """A step of the set-up the server did not answer (in time) could not be brought up."""
+    try:
+        yield
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise SetupFailed(f"{what}: {type(exc).__name__} {exc}".rstrip()) from exc
+
+
+def _answered(answer: dict[str, Any], what: str) -> None:
+    if answer.get("type") != "result":
+        raise SetupFailed(f"{what}: {answer.get('code', answer.get('type'))}")
+
+
+async def _receives_everyone(participants: list[CountingParticipant]) -> bool:
+    """Wait until each of them receives a video from everyone else (False: not within
+    EVERYONE_RECEIVES_SECONDS)."""
+    try:
+        async with asyncio.timeout(EVERYONE_RECEIVES_SECONDS):
+            for participant in participants:
+                await participant.receives_everyone.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
+async def _on_fresh_server(
+    forwarding: Forwarding, conferences: int, media: clip.Packets,
+    measure: Callable[[Load, list[tuple[str, str]], int], Any],
+) -> Any:  # fmt: skip
+    """A server of its own, with `conferences` scheduled, pinned to the first core
+    while this process goes on on the others; `measure(load, links, pid)` with it."""
     with tempfile.TemporaryDirectory(prefix="clinicconf-bench-") as data_dir:
         settings = bench_settings(Path(data_dir), forwarding)
         ice.install(settings)  # the participants' aiortc, on loopback too
-        all_links = await schedule_conferences(settings, max(steps))
+        links = await schedule_conferences(settings, conferences)
         log_path = Path(data_dir) / "server.log"
-        everyone: list[CountingParticipant] = []
-        log = SendLog()
         try:
-            with server_core() as participants_elsewhere:
+            with server_core() as load_elsewhere:
                 async with (
                     running_server(settings, log_path) as server,
                     aiohttp.ClientSession() as session,
                 ):
-                    participants_elsewhere()
+                    load_elsewhere()
+                    load = Load(session, media, SendLog())
                     try:
-                        for conferences in steps:
-                            for links in all_links[len(everyone) // people : conferences]:
-                                everyone += await _conference(session, links, people, media, log)
-                            results.append(
-                                await _measure(
-                                    Step(forwarding, conferences, people), everyone, log,
-                                    server.pid, seconds,
-                                )
-                            )  # fmt: skip
-                            print(_row(results[-1]), flush=True)
+                        return await measure(load, links, server.pid)
                     finally:
-                        for participant in everyone:
-                            await participant.close()
+                        await load.close()
         except SetupFailed:
             print(log_path.read_text(errors="replace")[-2000:], file=sys.stderr)
             raise
-    return results
+
+
+async def _measure_size(
+    forwarding: Forwarding, people: int, steps: list[int], seconds: float,
+    media: clip.Packets, results: list[Step],
+) -> None:  # fmt: skip
+    """One server; conferences of `people` added step by step, the load measured
+    after each, into `results` (those measured stay when a later step fails)."""
+
+    async def measure(load: Load, links: list[tuple[str, str]], pid: int) -> None:
+        held = 0
+        for conferences in steps:
+            newcomers = []
+            for conference in links[held:conferences]:
+                greeted = await load.greet(conference, people)
+                for participant in greeted:
+                    await load.join_media(participant)
+                newcomers += greeted
+            held = conferences
+            step = Step(forwarding, conferences, people)
+            results.append(await _measure(step, load, newcomers, pid, seconds))
+            print(_row(results[-1]), flush=True)
+
+    await _on_fresh_server(forwarding, max(steps), media, measure)
 
 
 async def _measure(
-    step: Step, everyone: list[CountingParticipant], log: SendLog, pid: int, seconds: float
+    step: Step, load: Load, newcomers: list[CountingParticipant], pid: int, seconds: float
 ) -> Step:
-    try:
-        async with asyncio.timeout(EVERYONE_RECEIVES_SECONDS):
-            for participant in everyone:
-                await participant.receives_everyone.wait()
-    except TimeoutError:
+    everyone, log = load.everyone, load.log
+    if not await _receives_everyone(everyone):
         received = sorted(len(p.first_video) for p in everyone)
-        raise SetupFailed(f"videos received, by participant: {received}") from None
-    step.join_ms = _percentiles([t for p in everyone for t in p.first_video.values()])
+        raise SetupFailed(f"videos received, by participant: {received}")
+    step.join_ms = _percentiles([t for p in newcomers for t in p.first_video.values()])
+    step.first_picture_ms = _percentiles(_first_pictures(newcomers, log))
     await asyncio.sleep(WARM_UP_SECONDS)
     sent_before = dict(log.frames)
     received_before = sum(p.video_frames for p in everyone)
     packets_before = sum(p.packets for p in everyone)
+    late_before = sum(p.late_ticks for p in everyone)
     for participant in everyone:
         participant.latencies.clear()
-    cpu_before, began = _cpu_seconds(pid), time.monotonic()
-    await asyncio.sleep(seconds)
+    cpu_before, load_before = _cpu_seconds(pid), _own_cpu_seconds()
+    began = time.monotonic()
+    step.load_lag_ms = _percentiles(await _lags(seconds))
     step.seconds = time.monotonic() - began
     step.cpu_seconds = _cpu_seconds(pid) - cpu_before
+    step.load_cpu_seconds = _own_cpu_seconds() - load_before
     step.rss_bytes = _rss_bytes(pid)
     # Every picture a publisher sent goes to everyone else in its conference. (Pictures,
     # not packets: the transcoding baseline packetises its own encoding differently.)
@@ -299,77 +462,176 @@ async def _measure(
     step.video_expected = sent * (step.people - 1)
     step.video_received = sum(p.video_frames for p in everyone) - received_before
     step.packets_received = sum(p.packets for p in everyone) - packets_before
+    step.load_late_ticks = sum(p.late_ticks for p in everyone) - late_before
     step.latency_ms = _percentiles([t for p in everyone for t in p.latencies])
     return step
 
 
-def slope(steps: list[Step]) -> float:
-    """CPU (share of a core) per forwarded video, by least squares through the origin
-    over the steps the server kept up with: past that, the CPU cannot grow any more."""
+async def _measure_burst(people: int, conferences: int, media: clip.Packets) -> Burst:
+    """`conferences` of `people` greeted and started, then everyone's join_media sent
+    at once."""
+
+    async def measure(load: Load, links: list[tuple[str, str]], pid: int) -> Burst:
+        burst = Burst(people, conferences)
+        everyone = [p for conference in links for p in await load.greet(conference, people)]
+        cpu_before, began = _cpu_seconds(pid), time.monotonic()
+        await asyncio.gather(*(load.join_media(p) for p in everyone))
+        await _receives_everyone(everyone)
+        burst.seconds = time.monotonic() - began
+        burst.cpu_seconds = _cpu_seconds(pid) - cpu_before
+        burst.pairs = len(everyone) * (people - 1)
+        pictured = _first_pictures(everyone, load.log)
+        burst.pictured = len(pictured)
+        missing = [EVERYONE_RECEIVES_SECONDS] * (burst.pairs - burst.pictured)
+        burst.first_picture_ms = _percentiles(pictured + missing)
+        return burst
+
+    measured: Burst = await _on_fresh_server("packets", conferences, media, measure)
+    return measured
+
+
+def slope(steps: list[Step], x: Callable[[Step], float] = lambda s: s.videos) -> float:
+    """CPU (share of a core) per unit of `x` (a forwarded video, by default), by least
+    squares through the origin over the steps the server kept up with: past that, the
+    CPU cannot grow any more."""
     kept_up = [s for s in steps if s.kept_up] or steps[:1]
     if len(kept_up) == 1:
-        return kept_up[0].cpu_share / kept_up[0].videos
-    xs, ys = [s.videos for s in kept_up], [s.cpu_share for s in kept_up]
+        return kept_up[0].cpu_share / x(kept_up[0])
+    xs, ys = [x(s) for s in kept_up], [s.cpu_share for s in kept_up]
     return statistics.linear_regression(xs, ys, proportional=True).slope
 
 
 _HEADER: Final = (
-    "| forwarding | conferences x people | videos | server CPU | pictures lost "
-    "| packets/s out | latency p50 / p95 | join to first video p50 / p95 | memory |\n"
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    "| forwarding | conferences x people | videos | packets/s out | server CPU "
+    "| packets/s per core | pictures lost | latency p50 / p95 | first picture p50 / p95 "
+    "| memory | load CPU |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
 )
 
 
-def _row(step: Step) -> str:
-    def pair(figures: dict[str, float]) -> str:
-        return f"{figures['p50']} / {figures['p95']} ms" if figures else "n/a"
+def _pair(figures: dict[str, float]) -> str:
+    return f"{figures['p50']:g} / {figures['p95']:g} ms" if figures else "n/a"
 
+
+def _row(step: Step) -> str:
+    lag = step.load_lag_ms.get("p95")
+    late = "" if lag is None else f", lag p95 {lag:g} ms"
+    late += f", {step.load_late_ticks} ticks missed" if step.load_late_ticks else ""
     return (
         f"| {step.forwarding} | {step.conferences} x {step.people} | {step.videos} "
-        f"| {step.cpu_share:.1%} | {step.loss:.2%} | {step.packets_per_second:,.0f} "
-        f"| {pair(step.latency_ms)} | {pair(step.join_ms)} | {step.rss_bytes / 2**20:.0f} MiB |"
+        f"| {step.packets_per_second:,.0f} | {step.cpu_share:.1%} "
+        f"| {step.packets_per_core:,.0f} | {step.loss:.2%} | {_pair(step.latency_ms)} "
+        f"| {_pair(step.first_picture_ms)} | {step.rss_bytes / 2**20:.0f} MiB "
+        f"| {step.load_cpu:.0%}{late} |"
     )
 
 
-def report(packets: list[Step], transcode: list[Step]) -> dict[str, Any]:
-    forwarded, transcoded = slope(packets), slope(transcode)
-    clean = [s.videos for s in packets if s.kept_up]
+def _size_summary(steps: list[Step]) -> dict[str, Any]:
+    people = steps[0].people
+    per_video = slope(steps)
+    per_packet = slope(steps, lambda s: s.packets_per_second)
+    kept_up = [s for s in steps if s.kept_up]
+    return {
+        "people": people,
+        "cpu_per_video": per_video,
+        "videos_per_core": 1 / per_video,
+        "consultations_per_core": 1 / per_video / (people * (people - 1)),
+        "packets_per_core": 1 / per_packet,
+        "most_videos_kept_up": max((s.videos for s in kept_up), default=0),
+        "most_consultations_kept_up": max((s.conferences for s in kept_up), default=0),
+    }
+
+
+def report(measured: Run) -> dict[str, Any]:
+    """The figures: those of MAIN_SIZE (or the largest measured) under today's names,
+    each size's under `sizes`; None for what could not be measured."""
+    sizes = {people: steps for people, steps in measured.sizes.items() if steps}
+    summaries = {str(people): _size_summary(steps) for people, steps in sizes.items()}
+    main: dict[str, Any] = {}
+    if sizes:
+        main = summaries[str(MAIN_SIZE if MAIN_SIZE in sizes else max(sizes))]
+    per_video = main.get("cpu_per_video")
+    transcoded = slope(measured.transcode) if measured.transcode else None
+    everything = [s for steps in sizes.values() for s in steps]
+    burst = measured.burst
     return {
         "date": date.today().isoformat(),
         "machine": f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}),"
         f" Linux {platform.release()}, Python {platform.python_version()},"
         f" aiortc {aiortc.__version__}",
-        "cpu_per_video": {"packets": forwarded, "transcode": transcoded},
-        "videos_per_core": {"packets": 1 / forwarded, "transcode": 1 / transcoded},
-        "ratio": transcoded / forwarded,
-        "most_videos_kept_up": max(clean, default=0),
-        "steps": [asdict(s) | {"videos": s.videos, "loss": s.loss} for s in packets + transcode],
+        "main_size": main.get("people"),
+        "cpu_per_video": {"packets": per_video, "transcode": transcoded},
+        "videos_per_core": {
+            "packets": main.get("videos_per_core"),
+            "transcode": None if transcoded is None else 1 / transcoded,
+        },
+        "ratio": None if per_video is None or transcoded is None else transcoded / per_video,
+        "most_videos_kept_up": main.get("most_videos_kept_up", 0),
+        "packets_per_core": main.get("packets_per_core"),
+        "consultations_per_core": {k: s["consultations_per_core"] for k, s in summaries.items()},
+        # The worst step's.
+        "first_picture_ms": {
+            q: max((s.first_picture_ms[q] for s in everything if s.first_picture_ms), default=None)
+            for q in ("p50", "p95")
+        },
+        "load_cpu": max((s.load_cpu for s in everything), default=None),
+        "burst": None if burst is None else asdict(burst) | {"participants": burst.participants},
+        "failures": measured.failures,
+        "sizes": summaries,
+        "steps": [s.as_json() for s in [*everything, *measured.transcode]],
     }
 
 
-def as_markdown(summary: dict[str, Any], packets: list[Step], transcode: list[Step]) -> str:
+def _figure(value: float | None, form: str) -> str:
+    return "n/a" if value is None else format(value, form)
+
+
+def as_markdown(summary: dict[str, Any], steps: list[Step]) -> str:
     per_video, per_core = summary["cpu_per_video"], summary["videos_per_core"]
-    return "\n".join(
-        [
-            DOC_BEGIN,
-            f"{summary['date']}, {summary['machine']}; the server on one core.",
-            "",
-            _HEADER,
-            *(_row(s) for s in packets + transcode),
-            "",
-            f"- CPU per forwarded video (slope): packets {per_video['packets']:.2%} of a core,"
-            f" transcode {per_video['transcode']:.2%}.",
-            f"- Forwarded videos per core: **{per_core['packets']:.0f}** (packets) against"
-            f" **{per_core['transcode']:.1f}** (transcode): **{summary['ratio']:.0f}x**.",
-            f"- Most videos measured while the server kept up (under 1% of pictures lost,"
-            f" latency p95 under {MAX_LATENCY_P95_MS:.0f} ms): {summary['most_videos_kept_up']}.",
-            "",
-            "```json",
-            json.dumps(summary, indent=1),
-            "```",
-            DOC_END,
-        ]
+    lines = [
+        DOC_BEGIN,
+        f"{summary['date']}, {summary['machine']}; the server on one core, a fresh server"
+        " for each conference size, for the baseline and for the burst.",
+        "",
+        _HEADER,
+        *(_row(s) for s in steps),
+        "",
+    ]
+    for size in summary["sizes"].values():
+        people = size["people"]
+        name = _SIZE_NAMES.get(people, str(people))
+        lines.append(
+            f"- {name}-person conferences: **{size['consultations_per_core']:.0f}"
+            f" consultations per core** ({size['videos_per_core']:.0f} videos with their"
+            f" sound, **{size['packets_per_core']:,.0f} packets/s** per core); the most"
+            f" measured while the server kept up: {size['most_consultations_kept_up']}"
+            f" ({size['most_videos_kept_up']} videos)."
+        )
+    lines += [
+        f"- CPU per forwarded video ({summary['main_size']} people, slope): packets"
+        f" {_figure(per_video['packets'], '.2%')} of a core,"
+        f" transcode {_figure(per_video['transcode'], '.2%')}.",
+        f"- Forwarded videos per core: **{_figure(per_core['packets'], '.0f')}** (packets)"
+        f" against **{_figure(per_core['transcode'], '.1f')}** (transcode):"
+        f" **{_figure(summary['ratio'], '.0f')}x**.",
+        f"- Most videos measured while the server kept up (under {MAX_LOSS:.0%} of pictures"
+        f" lost, latency p95 under {MAX_LATENCY_P95_MS:.0f} ms):"
+        f" {summary['most_videos_kept_up']}.",
+    ]
+    burst = summary["burst"]
+    if burst is not None:
+        lines.append(
+            f"- First picture, {burst['participants']} people ({burst['conferences']}"
+            f" conferences of {burst['people']}) joining at once:"
+            f" **{_pair(burst['first_picture_ms'])}** ({burst['pictured']} of"
+            f" {burst['pairs']} pictures within {EVERYONE_RECEIVES_SECONDS:.0f} s)."
+        )
+    lines.append(
+        f"- The load process's CPU: at most {_figure(summary['load_cpu'], '.0%')} of its core."
     )
+    lines += [f"- Could not be brought up: {failure}." for failure in summary["failures"]]
+    lines += ["", "```json", json.dumps(summary, indent=1), "```", DOC_END]
+    return "\n".join(lines)
 
 
 def write_doc(
@@ -387,52 +649,108 @@ def write_doc(
     path.write_text(document, encoding="utf-8")
 
 
+@dataclass
+class Run:
+    """What was measured, and what could not be brought up."""
+
+    sizes: dict[int, list[Step]] = field(default_factory=dict)
+    transcode: list[Step] = field(default_factory=list)
+    burst: Burst | None = None
+    failures: list[str] = field(default_factory=list)
+
+
 async def run(
-    people: int, steps: list[int], seconds: float, baseline_people: int
-) -> tuple[list[Step], list[Step]]:
-    media = (clip.encode_video(), clip.encode_audio())
+    sizes: dict[int, list[int]], seconds: float, baseline_people: int, burst: tuple[int, int]
+) -> Run:
+    """Every size, the baseline and the burst, each on a server of its own; one that
+    cannot be brought up is noted, and the others go on."""
+    media = clip.encode_packets()
     print(_HEADER, flush=True)
-    packets = await _measure_forwarding("packets", steps, people, seconds, media)
-    transcode = await _measure_forwarding("transcode", [1], baseline_people, seconds, media)
-    return packets, transcode
+    result = Run()
+    for people, steps in sizes.items():
+        measured = result.sizes[people] = []
+        try:
+            await _measure_size("packets", people, steps, seconds, media, measured)
+        except SetupFailed as exc:
+            result.failures.append(f"{people} people, after {len(measured)} steps: {exc}")
+    try:
+        await _measure_size("transcode", baseline_people, [1], seconds, media, result.transcode)
+    except SetupFailed as exc:
+        result.failures.append(f"transcoding baseline: {exc}")
+    try:
+        result.burst = await _measure_burst(*burst, media)
+        print(f"burst: {result.burst.participants} joining at once, first picture"
+              f" {_pair(result.burst.first_picture_ms)}", flush=True)  # fmt: skip
+    except SetupFailed as exc:
+        result.failures.append(f"burst: {exc}")
+    for failure in result.failures:
+        print(f"could not be brought up: {failure}", file=sys.stderr, flush=True)
+    return result
+
+
+def _sizes(texts: list[str]) -> dict[int, list[int]]:
+    """PEOPLE:STEPS, such as 2:20,40,60, each STEPS growing numbers of conferences."""
+    sizes: dict[int, list[int]] = {}
+    for text in texts:
+        people, _, steps = text.partition(":")
+        numbers = [int(n) for n in steps.split(",")]
+        if not 2 <= int(people) <= 16 or int(people) in sizes:
+            raise ValueError(f"{text}: people 2 to 16, each size once")
+        if numbers != sorted(set(numbers)) or numbers[0] < 1:
+            raise ValueError(f"{text}: growing numbers of conferences, such as 2:10,20,40")
+        sizes[int(people)] = numbers
+    return sizes
 
 
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m clinicconf.bench.sfu",
-        description="Forwarded videos per core, against the transcoding baseline.",
+        description="Packets, videos and consultations forwarded per core, first pictures,"
+        " against the transcoding baseline.",
     )
-    parser.add_argument("--people", type=int, default=6, help="per conference (6)")
     parser.add_argument(
-        "--steps", default="1,2,3", help="conferences held at each step, growing (1,2,3)"
-    )
-    parser.add_argument("--seconds", type=float, default=10.0, help="measured per step (10 s)")
+        "--sizes", nargs="+", default=list(DEFAULT_SIZES), metavar="PEOPLE:STEPS",
+        help="conference sizes, each with the conferences held at each step"
+        f" ({' '.join(DEFAULT_SIZES)})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seconds", type=float, default=DEFAULT_SECONDS,
+        help=f"measured per step ({DEFAULT_SECONDS:g} s)",
+    )  # fmt: skip
     parser.add_argument(
         "--baseline-people", type=int, default=2, help="the transcoding conference's (2)"
     )
+    parser.add_argument(
+        "--burst", default=DEFAULT_BURST, metavar="PEOPLE:CONFERENCES",
+        help=f"conferences joining media at once ({DEFAULT_BURST})",
+    )  # fmt: skip
     parser.add_argument("--timeout", type=float, default=600.0, help="for the whole run (600 s)")
     parser.add_argument(
         "--write", action="store_true", help="put the figures into docs/benchmarks.md"
     )
     args = parser.parse_args(argv)
-    steps = [int(n) for n in args.steps.split(",")]
-    if not 2 <= args.people <= 16 or not 2 <= args.baseline_people <= 16:
-        parser.error("--people and --baseline-people: 2 to 16")
-    if steps != sorted(set(steps)) or steps[0] < 1:
-        parser.error("--steps: growing numbers of conferences, such as 1,2,4")
+    try:
+        sizes = _sizes(args.sizes)
+        burst_people, _, burst_conferences = args.burst.partition(":")
+        burst = (int(burst_people), int(burst_conferences))
+    except ValueError as exc:
+        parser.error(f"--sizes or --burst: {exc}")
+    if not 2 <= args.baseline_people <= 16 or not 2 <= burst[0] <= 16 or burst[1] < 1:
+        parser.error("--baseline-people and --burst's people: 2 to 16")
 
     measured = run_bounded(
-        lambda: run(args.people, steps, args.seconds, args.baseline_people), args.timeout
+        lambda: run(sizes, args.seconds, args.baseline_people, burst), args.timeout
     )
     if measured is None:
         return 1
-    packets, transcode = measured
-    summary = report(packets, transcode)
-    text = as_markdown(summary, packets, transcode)
+    steps = [s for steps in measured.sizes.values() for s in steps] + measured.transcode
+    if not steps:
+        return 1
+    text = as_markdown(report(measured), steps)
     print(text)
     if args.write:
         write_doc(Path(__file__).resolve().parents[3] / "docs" / "benchmarks.md", text)
-    return 0
+    return 1 if measured.failures else 0
 
 
 if __name__ == "__main__":
