@@ -301,3 +301,40 @@ async def test_a_tile_that_shows_another_camera_keeps_one_stream(
     carried = patient.sequence_numbers(mid)
     assert of_gail >= FRAMES_PER_SECOND and len(carried) - of_gail >= FRAMES_PER_SECOND, carried
     assert largest_skip(carried) < MOST_SKIPPED, carried
+
+
+async def remote_sent(subscriber: MediaParticipant, mid: str) -> dict[str, int]:
+    """What the server's sender reports say it sent on `mid`, as the subscriber's
+    receiver keeps them (its remote-outbound-rtp statistics)."""
+    pc = subscriber.pc
+    assert pc is not None
+    [transceiver] = [t for t in pc.getTransceivers() if t.mid == mid]
+    stats = await transceiver.receiver.getStats()
+    counts = {"remote-outbound-rtp": "packetsSent", "inbound-rtp": "packetsReceived"}
+    return {s.type: int(getattr(s, counts[s.type])) for s in stats.values() if s.type in counts}
+
+
+async def test_the_server_reports_what_it_sent_on_every_m_line(lobby: Lobby, join: Join) -> None:
+    """Each of Pat's m-lines gets the server's sender reports (the clock that lines up
+    picture and sound, and how much was sent), several streams' in one packet: Pat's
+    receiver knows, for the host's picture and for the host's sound, about as many
+    packets sent as it received."""
+    host = await join(lobby.host_path, 50)
+    patient = await join(lobby.pat_path, 120)
+    assert (await host.request("start"))["type"] == "result"
+    introduce([host, patient])
+    for participant in (host, patient):
+        await enter(participant)
+    await frames_of(patient, host, 10)
+    mids = [mid for mid, track in patient.tracks.items() if track["participant"] == host.id]
+    assert len(mids) == 2  # picture and sound
+
+    async def reported() -> bool:
+        for mid in mids:
+            seen = await remote_sent(patient, mid)
+            sent, received = seen.get("remote-outbound-rtp", 0), seen.get("inbound-rtp", 0)
+            if not (sent > 0 and received > 0 and sent >= received * 0.5):
+                return False
+        return True
+
+    await wait_until(reported, within=5.0)
