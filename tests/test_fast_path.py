@@ -8,6 +8,9 @@ the clear) and off its receiver after it."""
 from __future__ import annotations
 
 import itertools
+import logging
+import secrets
+import socket
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -338,3 +341,32 @@ async def test_the_server_reports_what_it_sent_on_every_m_line(lobby: Lobby, joi
         return True
 
     await wait_until(reported, within=5.0)
+
+
+async def test_stray_datagrams_at_the_media_port_change_nothing(
+    lobby: Lobby, join: Join, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anyone can send UDP to the server's media port: datagrams that look like RTP
+    (too short, truncated, forged without the SRTP key) are dropped, and Pat's
+    picture of the host goes on, with nothing logged as an error."""
+    host = await join(lobby.host_path, 50)
+    patient = await join(lobby.pat_path, 120)
+    assert (await host.request("start"))["type"] == "result"
+    introduce([host, patient])
+    for participant in (host, patient):
+        await enter(participant)
+    await frames_of(patient, host, 10)
+    assert patient.pc is not None
+    # Where the host's end sends its media: the server's side of its candidate pair
+    # (the test's own aiortc peer, read from its aioice connection).
+    [transceiver, *_] = host.pc.getTransceivers() if host.pc else []
+    pair = transceiver.sender.transport.transport._connection._nominated[1]
+    server = pair.remote_addr
+    forged = bytes([0x80, 0x60]) + bytes(10) + secrets.token_bytes(200)
+    stray = [b"\x80", b"\x80\x60", bytes([0x90, 0x60]) + bytes(12), forged, b"\xbf" * 1500]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        for datagram in stray * 20:
+            sender.sendto(datagram, server)
+    before = patient.frames[(host.id, "video")]
+    await frames_of(patient, host, before + FRAMES_PER_SECOND, within=3.0)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

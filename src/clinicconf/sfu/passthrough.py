@@ -372,23 +372,22 @@ class Wire:
             return None
 
     def _received(self, data: bytes) -> bool:
-        """Called in the socket's callback: nothing raised here may escape."""
-        if self._dtls._rx_srtp is None or is_rtcp(data):
-            return False  # the DTLS handshake's end is still queued; RTCP is aiortc's
-        if self._listener is not None:
-            self._listener(data)
-            return True
-        handler = self._routes.get(data[1] & 0x7F)
+        """Called in the socket's callback: nothing raised here may escape. What is
+        not taken (too short for RTP, RTCP, or before SRTP is keyed: the handshake's
+        end is still queued) goes on to aiortc, which drops or handles it."""
+        if len(data) < _RTP_HEADER.size or self._dtls._rx_srtp is None or is_rtcp(data):
+            return False
+        handler = self._listener or self._routes.get(data[1] & 0x7F)
         if handler is None:
             return False
         try:
-            handler(self._dtls._rx_srtp.unprotect(data))
+            handler(data if self._listener else self._dtls._rx_srtp.unprotect(data))
         except pylibsrtp.Error:
             pass  # not authentic, or replayed: dropped as aiortc drops it
         except Exception:
             self._failures += 1
             if self._failures == 1:
-                log.exception("a published packet could not be handled")
+                log.exception("a received packet could not be handled")
         return True
 
 
@@ -400,7 +399,7 @@ class PacketSink(ABC):
     # The bitrate this consumer can take (REMB), if it says.
     remb: int | None = None
     # A recorded track judges each picture itself (it ends at an impossible one and
-    # notes why); a browser is never sent one (PacketSource._take).
+    # notes why); a browser is never sent one (PacketSource._received_packet).
     judges_pictures: ClassVar[bool] = False
 
     def connect(self, source: Source | None) -> None:
