@@ -30,6 +30,8 @@ HOST: Final = "127.0.0.1"
 BENCH_CLIENTS: Final = ipaddress.ip_network("198.18.0.0/15")
 SERVER_START_SECONDS: Final = 20.0
 SERVER_STOP_SECONDS: Final = 5.0
+# Names another checkout's `src` for the server to run from (running_server).
+SERVER_SOURCE_VARIABLE: Final = "CLINICCONF_BENCH_SERVER_SOURCE"
 
 Result = TypeVar("Result")
 
@@ -112,7 +114,11 @@ def free_port() -> int:
 async def running_server(
     settings: Settings, log_path: Path
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`python -m clinicconf serve` in a process of its own, stopped on the way out."""
+    """`python -m clinicconf serve` in a process of its own, stopped on the way out.
+    With SERVER_SOURCE_VARIABLE set to another checkout's `src`, the server runs that
+    code under this load: two versions compared on the same machine, same day."""
+    source = os.environ.get(SERVER_SOURCE_VARIABLE)
+    env = None if source is None else {**os.environ, "PYTHONPATH": source}
     with log_path.open("wb") as log:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "clinicconf",
@@ -121,7 +127,7 @@ async def running_server(
             "--ice-addresses", settings.ice_addresses, "--forwarding", settings.forwarding,
             "--trusted-proxies", settings.trusted_proxies,
             "--log-level", "WARNING", "serve",
-            stdout=log, stderr=log,
+            stdout=log, stderr=log, env=env,
         )  # fmt: skip
         try:
             await _wait_until_listening(process, settings.port)
