@@ -62,13 +62,19 @@ class Datagrams:
 
     def __init__(self, connection: aioice.ice.Connection) -> None:
         self._connection = connection
+        self._pair: aioice.ice.CandidatePair | None = None
+        self._sendto: Callable[[bytes, tuple[str, int]], None] | None = None
+        self._address = ("", 0)
 
     def send(self, data: bytes) -> None:
         pair = self._connection._nominated.get(1)  # one component: RTP and RTCP muxed
         if pair is None:
             raise ConnectionError("not connected")
-        # What aioice's send does after its awaits, for a host pair and a relayed one.
-        pair.protocol.transport.sendto(data, pair.remote_addr)
+        if pair is not self._pair or self._sendto is None:
+            # What aioice's send does after its awaits, for a host pair and a relayed one.
+            self._pair, self._sendto = pair, pair.protocol.transport.sendto
+            self._address = pair.remote_addr
+        self._sendto(data, self._address)
 
     def intercept(self, media: Callable[[bytes], bool]) -> None:
         """Offer every RTP and RTCP datagram (first byte 128-191, RFC 7983) to `media`

@@ -104,6 +104,8 @@ KEPT_KEYFRAME_BYTES: Final = 400_000
 _NTP_EPOCH_OFFSET: Final = 2_208_988_800
 _RTP_HEADER: Final = struct.Struct("!BBHII")
 _EXTENSION_HEADER: Final = struct.Struct("!HH")
+_SEQUENCE_AND_TIME: Final = struct.Struct("!HI")
+_WORD: Final = struct.Struct("!I")
 _ONE_BYTE_EXTENSIONS: Final = 0xBEDE
 
 # What this module uses of aiortc that is not its public API: attributes on a fresh
@@ -701,9 +703,9 @@ class Header:
     ) -> bytearray:
         header = self.bytes
         header[1] = self._marker_type[0 if marker else 1]
-        struct.pack_into("!HI", header, 2, sequence_number, timestamp)
+        _SEQUENCE_AND_TIME.pack_into(header, 2, sequence_number, timestamp)
         if self._time_at:
-            struct.pack_into("!I", header, self._time_at, self._time_tag | (ntp >> 14) & 0xFFFFFF)
+            _WORD.pack_into(header, self._time_at, self._time_tag | (ntp >> 14) & 0xFFFFFF)
         if self._level_at:
             header[self._level_at] = 0x7F if level is None else level  # 127: silence
         return header
@@ -716,25 +718,19 @@ class _History:
 
     def __init__(self, payload_type: int, ssrc: int, mid: str) -> None:
         self._payload_type, self._ssrc, self._mid = payload_type, ssrc, mid
-        self._sequence_numbers: list[int | None] = [None] * RTP_HISTORY_SIZE
-        self._timestamps = [0] * RTP_HISTORY_SIZE
-        self._packets: list[Received | None] = [None] * RTP_HISTORY_SIZE
-
-    def keep(self, sequence_number: int, timestamp: int, packet: Received) -> None:
-        at = sequence_number % RTP_HISTORY_SIZE
-        self._sequence_numbers[at] = sequence_number
-        self._timestamps[at] = timestamp
-        self._packets[at] = packet
+        # Sequence number modulo RTP_HISTORY_SIZE -> (sequence number, timestamp,
+        # packet) as sent.
+        self.sent: list[tuple[int, int, Received] | None] = [None] * RTP_HISTORY_SIZE
 
     def get(self, at: int) -> RtpPacket | None:
-        packet = self._packets[at]
-        sequence_number = self._sequence_numbers[at]
-        if packet is None or sequence_number is None:
+        entry = self.sent[at]
+        if entry is None:
             return None
+        sequence_number, timestamp, packet = entry
         again = RtpPacket(
             payload_type=self._payload_type, marker=packet.marker,
-            sequence_number=sequence_number, timestamp=self._timestamps[at],
-            ssrc=self._ssrc, payload=packet.payload,
+            sequence_number=sequence_number, timestamp=timestamp, ssrc=self._ssrc,
+            payload=packet.payload,
         )  # fmt: skip
         again.extensions.mid = self._mid
         again.extensions.abs_send_time = (ntp_now() >> 14) & 0xFFFFFF
@@ -882,7 +878,8 @@ class PacketOutlet(PacketSink):
         timestamp = (packet.timestamp + self._ts_offset) & 0xFFFFFFFF
         header = self._header.write(packet.marker, sequence_number, timestamp, ntp,
                                     packet.audio_level)  # fmt: skip
-        self._history.keep(sequence_number, timestamp, packet)
+        entry = (sequence_number, timestamp, packet)
+        self._history.sent[sequence_number % RTP_HISTORY_SIZE] = entry
         try:
             self._wire.send_rtp(b"".join((header, packet.payload)))
         except ConnectionError:
