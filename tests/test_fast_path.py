@@ -139,6 +139,16 @@ async def frames_of(
     await wait_until(decoded, within=within)
 
 
+async def in_a_call(host: MediaParticipant, patient: MediaParticipant) -> None:
+    """The host starts the conference, both join its media, and the patient has
+    decoded pictures of the host."""
+    assert (await host.request("start"))["type"] == "result"
+    introduce([host, patient])
+    for participant in (host, patient):
+        await enter(participant)
+    await frames_of(patient, host, 10)
+
+
 async def test_a_video_packet_lost_on_the_way_is_sent_again(
     lobby: Lobby, join: Join, join_watched: JoinWatched
 ) -> None:
@@ -148,11 +158,7 @@ async def test_a_video_packet_lost_on_the_way_is_sent_again(
     picture frozen until the host's next keyframe, seconds later."""
     host = await join(lobby.host_path, 50)
     patient = await join_watched(lobby.pat_path, 120)
-    assert (await host.request("start"))["type"] == "result"
-    introduce([host, patient])
-    for participant in (host, patient):
-        await enter(participant)
-    await frames_of(patient, host, 10)
+    await in_a_call(host, patient)
     mid = video_mid(patient, host)
     assert mid is not None
 
@@ -324,11 +330,7 @@ async def test_the_server_reports_what_it_sent_on_every_m_line(lobby: Lobby, joi
     packets sent as it received."""
     host = await join(lobby.host_path, 50)
     patient = await join(lobby.pat_path, 120)
-    assert (await host.request("start"))["type"] == "result"
-    introduce([host, patient])
-    for participant in (host, patient):
-        await enter(participant)
-    await frames_of(patient, host, 10)
+    await in_a_call(host, patient)
     mids = [mid for mid, track in patient.tracks.items() if track["participant"] == host.id]
     assert len(mids) == 2  # picture and sound
 
@@ -351,11 +353,7 @@ async def test_stray_datagrams_at_the_media_port_change_nothing(
     picture of the host goes on, with nothing logged as an error."""
     host = await join(lobby.host_path, 50)
     patient = await join(lobby.pat_path, 120)
-    assert (await host.request("start"))["type"] == "result"
-    introduce([host, patient])
-    for participant in (host, patient):
-        await enter(participant)
-    await frames_of(patient, host, 10)
+    await in_a_call(host, patient)
     assert patient.pc is not None
     # Where the host's end sends its media: the server's side of its candidate pair
     # (the test's own aiortc peer, read from its aioice connection).
