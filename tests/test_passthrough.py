@@ -4,6 +4,8 @@ a subscriber's outlet fed packets directly, and what the other end receives."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import AsyncIterator
 
 import pytest
@@ -34,23 +36,28 @@ def peer() -> RTCPeerConnection:
 @pytest.fixture
 async def audio_pair() -> AsyncIterator[tuple[RTCRtpTransceiver, RTCPeerConnection]]:
     """A sending audio m-line (the server's side) connected to a receiving peer."""
-    ice.install(Settings(ice_addresses="127.0.0.1"))
     server, browser = peer(), peer()
     try:
-        transceiver = server.addTransceiver("audio", direction="sendonly")
-        await server.setLocalDescription(await server.createOffer())
-        await browser.setRemoteDescription(server.localDescription)
-        await browser.setLocalDescription(await browser.createAnswer())
-        await server.setRemoteDescription(browser.localDescription)
-
-        async def connected() -> bool:
-            return server.connectionState == browser.connectionState == "connected"
-
-        await wait_until(connected, within=10.0)
-        yield transceiver, browser
+        yield await connect(server, browser), browser
     finally:
         await server.close()
         await browser.close()
+
+
+async def connect(server: RTCPeerConnection, browser: RTCPeerConnection) -> RTCRtpTransceiver:
+    """The server's sending audio m-line, negotiated with the browser and connected."""
+    ice.install(Settings(ice_addresses="127.0.0.1"))
+    transceiver = server.addTransceiver("audio", direction="sendonly")
+    await server.setLocalDescription(await server.createOffer())
+    await browser.setRemoteDescription(server.localDescription)
+    await browser.setLocalDescription(await browser.createAnswer())
+    await server.setRemoteDescription(browser.localDescription)
+
+    async def connected() -> bool:
+        return server.connectionState == browser.connectionState == "connected"
+
+    await wait_until(connected, within=10.0)
+    return transceiver
 
 
 def count_arrivals(browser: RTCPeerConnection) -> set[int]:
@@ -97,3 +104,22 @@ async def test_a_long_stream_keeps_flowing_across_sequence_number_wraps(
         return len(arrived) >= count * 0.9 and len(arrived & last) >= len(last) * 0.9
 
     await wait_until(the_end_arrived, within=10.0)
+
+
+async def test_nothing_of_a_closed_connection_is_kept() -> None:
+    """Once a connection that was forwarded to is closed, nothing of it stays in
+    memory: a server keeping every closed connection's transport would grow with
+    every consultation of the day."""
+    server, browser = peer(), peer()
+    transceiver = await connect(server, browser)
+    outlet = PacketOutlet(transceiver, "audio")
+    [opus, *_] = clip.encode_audio(0.02)
+    outlet.forward(Received(False, 96, 1, 0, SOURCE_SSRC, opus), False, ntp_now())
+    assert outlet.has_sent
+    transport = weakref.ref(transceiver.sender.transport)
+    outlet.close()
+    await server.close()
+    await browser.close()
+    del server, browser, transceiver, outlet
+    gc.collect()
+    assert transport() is None

@@ -40,7 +40,6 @@ import math
 import secrets
 import struct
 import time
-import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar, Final
@@ -107,6 +106,8 @@ _EXTENSION_HEADER: Final = struct.Struct("!HH")
 _SEQUENCE_AND_TIME: Final = struct.Struct("!HI")
 _WORD: Final = struct.Struct("!I")
 _ONE_BYTE_EXTENSIONS: Final = 0xBEDE
+# Where a DTLS transport keeps its Wire.
+_WIRE: Final = "_clinicconf_wire"
 
 # What this module uses of aiortc that is not its public API: attributes on a fresh
 # receiver and sender of a negotiated transceiver, and on their transports.
@@ -291,10 +292,6 @@ class Wire:
     it arrives and handed to the `route` of its payload type. The bench's load uses
     `listen` instead, to count packets without decrypting them."""
 
-    _wires: ClassVar[weakref.WeakKeyDictionary[RTCDtlsTransport, Wire]] = (
-        weakref.WeakKeyDictionary()
-    )
-
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         self._dtls = dtls
         self._datagrams = ice.Datagrams(dtls.transport._connection)
@@ -307,9 +304,13 @@ class Wire:
 
     @classmethod
     def of(cls, dtls: RTCDtlsTransport) -> Wire:
-        wire = cls._wires.get(dtls)
+        """The transport's wire, made the first time: kept on the transport itself, so
+        that it goes when the connection goes (a table of them would keep every
+        connection's transport for good)."""
+        wire = vars(dtls).get(_WIRE)
         if wire is None:
-            wire = cls._wires[dtls] = cls(dtls)
+            wire = vars(dtls)[_WIRE] = cls(dtls)
+        assert isinstance(wire, Wire)
         return wire
 
     @property
