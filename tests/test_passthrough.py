@@ -20,7 +20,13 @@ from aiortc.rtp import RtpPacket
 from clinicconf.bench import clip
 from clinicconf.config import Settings
 from clinicconf.sfu import ice
-from clinicconf.sfu.passthrough import PacketOutlet, Received, ntp_now
+from clinicconf.sfu.passthrough import (
+    KEPT_KEYFRAME_PACKETS,
+    PacketOutlet,
+    PacketSource,
+    Received,
+    ntp_now,
+)
 
 from .servers import wait_until
 
@@ -123,3 +129,30 @@ async def test_nothing_of_a_closed_connection_is_kept() -> None:
     del server, browser, transceiver, outlet
     gc.collect()
     assert transport() is None
+
+
+async def test_a_keyframe_that_never_ends_is_not_gathered_without_bound() -> None:
+    """A publisher may start a keyframe and then send crumbs of it forever: what the
+    server gathers for the kept keyframe stays bounded, and the next whole keyframe
+    is kept as usual."""
+    pc = peer()
+    try:
+        transceiver = pc.addTransceiver("video", direction="recvonly")
+        source = PacketSource(transceiver, "video", bitrate_cap=1_000_000)
+        start = bytes([0x10, 0x50, 0x01, 0x00])  # a VP8 keyframe's first packet
+        source._keep(Received(False, 96, 0, 3000, SOURCE_SSRC, start), keyframe=True)
+        for number in range(1, 5000):
+            crumb = Received(False, 96, number, 3000, SOURCE_SSRC, b"\x00")
+            source._keep(crumb, keyframe=False)
+            assert len(source._keeping) <= KEPT_KEYFRAME_PACKETS
+        assert source.kept_keyframe() == ()
+
+        whole = [
+            Received(False, 96, 6000, 9000, SOURCE_SSRC, start),
+            Received(True, 96, 6001, 9000, SOURCE_SSRC, b"\x00" * 100),
+        ]
+        source._keep(whole[0], keyframe=True)
+        source._keep(whole[1], keyframe=False)
+        assert source.kept_keyframe() == tuple(whole)
+    finally:
+        await pc.close()

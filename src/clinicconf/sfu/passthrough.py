@@ -99,6 +99,8 @@ CLOCK_RATES: Final[dict[Kind, int]] = {"audio": 48_000, "video": 90_000}
 # one is not kept (a 640x480 keyframe is 10-60 kB; 1080p about 200 kB).
 KEPT_KEYFRAME_SECONDS: Final = 20.0
 KEPT_KEYFRAME_BYTES: Final = 400_000
+# A 400 kB keyframe comes in about 350 packets: more is a publisher sending crumbs.
+KEPT_KEYFRAME_PACKETS: Final = 1000
 # Seconds between 1900 (NTP's epoch) and 1970 (time.time's).
 _NTP_EPOCH_OFFSET: Final = 2_208_988_800
 _RTP_HEADER: Final = struct.Struct("!BBHII")
@@ -586,7 +588,7 @@ class PacketSource:
     def _keep(self, packet: Received, keyframe: bool) -> None:
         """Gather a keyframe's packets (one timestamp, from its start to its marker,
         a lost one filled in by its retransmission) and keep it once whole; one too
-        large is given up, and the one kept before stays."""
+        large, in bytes or packets, is given up, and the one kept before stays."""
         keeping = self._keeping
         if keyframe:
             keeping.clear()
@@ -599,7 +601,7 @@ class PacketSource:
         keeping[packet.sequence_number] = packet
         if packet.marker:
             self._keeping_end = packet.sequence_number
-        if self._keeping_bytes > KEPT_KEYFRAME_BYTES:
+        if self._keeping_bytes > KEPT_KEYFRAME_BYTES or len(keeping) > KEPT_KEYFRAME_PACKETS:
             keeping.clear()
             return
         first = next(iter(keeping))
