@@ -368,3 +368,34 @@ async def test_stray_datagrams_at_the_media_port_change_nothing(
     before = patient.frames[(host.id, "video")]
     await frames_of(patient, host, before + FRAMES_PER_SECOND, within=3.0)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_how_loud_the_host_is_comes_through_with_the_sound(lobby: Lobby, join: Join) -> None:
+    """Each of the host's sound packets reaches Pat with the level the host's end
+    measured (RFC 6464: what a browser shows as someone's loudness, and what tells
+    who is speaking), not a "silence" the server made up."""
+    host = await join(lobby.host_path, 50)
+    patient = await join(lobby.pat_path, 120)
+    await in_a_call(host, patient)
+    assert patient.pc is not None
+    [mid] = [
+        mid
+        for mid, track in patient.tracks.items()
+        if track["participant"] == host.id and track["kind"] == "audio"
+    ]
+    [receiver] = [t.receiver for t in patient.pc.getTransceivers() if t.mid == mid]
+    levels: list[tuple[bool, int] | None] = []
+    receive = receiver._handle_rtp_packet
+
+    async def noted(packet: Any, arrival_time_ms: int) -> None:
+        levels.append(packet.extensions.audio_level)
+        await receive(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = noted  # type: ignore[method-assign]
+
+    async def heard() -> bool:
+        return len(levels) >= 25
+
+    await wait_until(heard, within=5.0)
+    # The host's microphone plays a steady tone: loud, far from 127 (-127 dBov).
+    assert all(level is not None and level[1] < 100 for level in levels), levels

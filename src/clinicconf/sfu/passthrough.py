@@ -470,7 +470,9 @@ class PacketSource:
         # Payload type -> whether it is RTX, as met.
         self._retransmissions: dict[int, bool] = {}
         self._wire = Wire.of(transceiver.receiver.transport)
-        self._audio_level_id = self._wire.header_extensions.audio_level or 0
+        # The sound level's extension id, for audio: read once aiortc has configured
+        # the connection's extensions, which it does only once the connection is up.
+        self._audio_level_id = 0
         # Negotiated: the receiver itself learns them only once the connection is up.
         for codec in transceiver._codecs:
             if codec.payloadType is not None:
@@ -510,6 +512,8 @@ class PacketSource:
         self._received_packet(Received.of(packet))
 
     def _received(self, data: bytes) -> None:
+        if self.kind == "audio" and not self._audio_level_id:
+            self._audio_level_id = self._wire.header_extensions.audio_level or 0
         try:
             packet = Received.parse(data, self._audio_level_id)
         except ValueError:
