@@ -16,7 +16,6 @@ import contextlib
 import random
 import re
 import secrets
-import struct
 import time
 from typing import Any, Final
 
@@ -32,7 +31,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
-from ..sfu.passthrough import PacketOutlet, Received, Wire, ntp_now
+from ..sfu.passthrough import PacketOutlet, Received, Wire, ntp_now, rtp_extension
 from ..sfu.router import Kind
 from . import clip
 
@@ -202,7 +201,6 @@ SAMPLE_EVERY: Final = 8
 _SOURCE_SSRC: Final = {"audio": 1, "video": 2}
 _OPUS_TYPE, _VP8_TYPE = 111, 96
 _VP8: Final = re.compile(r"a=rtpmap:(\d+) VP8/90000")
-_EXTENSIONS: Final = struct.Struct("!HH")
 
 
 class _Publishing(PacketOutlet):
@@ -388,8 +386,8 @@ class PacketParticipant(Participant):
     def _line_of(self, data: bytes) -> Line | None:
         """The m-line of a packet from an SSRC not seen yet, by its mid (RFC 8843)."""
         assert self._wire is not None
-        mid = _mid_of(data, self._wire.header_extensions.mid or 0)
-        line = None if mid is None else self.lines.get(mid)
+        mid = rtp_extension(data, self._wire.header_extensions.mid or 0)
+        line = None if mid is None else self.lines.get(mid.decode("ascii", "replace"))
         if line is not None:
             self._by_ssrc[data[8:12]] = line
         return line
@@ -401,35 +399,3 @@ class PacketParticipant(Participant):
         self._pictures_before = self.video_frames
         self._outlets, self.lines, self._by_ssrc, self._wire = {}, {}, {}, None
         await super()._close_media()
-
-
-def _mid_of(data: bytes, wanted: int) -> str | None:
-    """The value of header extension element `wanted` (the mid's), in RFC 8285's
-    one-byte or two-byte form; None if the packet has none."""
-    if not wanted or len(data) < 16 or not data[0] & 0x10:
-        return None
-    at = 12 + 4 * (data[0] & 0x0F)
-    if len(data) < at + _EXTENSIONS.size:
-        return None
-    profile, words = _EXTENSIONS.unpack_from(data, at)
-    at += _EXTENSIONS.size
-    end = min(at + 4 * words, len(data))
-    one_byte = profile == 0xBEDE
-    if not one_byte and profile & 0xFFF0 != 0x1000:
-        return None
-    while at < end:
-        if data[at] == 0:  # padding
-            at += 1
-            continue
-        if one_byte:
-            element, length, value = data[at] >> 4, (data[at] & 0x0F) + 1, at + 1
-            if element == 15:
-                return None
-        elif at + 1 < end:
-            element, length, value = data[at], data[at + 1], at + 2
-        else:
-            return None
-        if element == wanted:
-            return data[value : value + length].decode("ascii", "replace")
-        at = value + length
-    return None

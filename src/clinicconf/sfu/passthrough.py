@@ -108,6 +108,7 @@ _EXTENSION_HEADER: Final = struct.Struct("!HH")
 _SEQUENCE_AND_TIME: Final = struct.Struct("!HI")
 _WORD: Final = struct.Struct("!I")
 _ONE_BYTE_EXTENSIONS: Final = 0xBEDE
+_TWO_BYTE_EXTENSIONS: Final = 0x1000  # its low four bits are the application's
 # Where a DTLS transport keeps its Wire.
 _WIRE: Final = "_clinicconf_wire"
 
@@ -238,8 +239,9 @@ class Received:
             profile, words = _EXTENSION_HEADER.unpack_from(data, offset)
             start = offset + _EXTENSION_HEADER.size
             offset = start + 4 * words
-            if audio_level_id and profile == _ONE_BYTE_EXTENSIONS:
-                level = _one_byte_element(data, start, min(offset, len(data)), audio_level_id)
+            if audio_level_id:
+                value = _element(data, profile, start, min(offset, len(data)), audio_level_id)
+                level = value[0] if value is not None and len(value) == 1 else None
         end = len(data) - (data[-1] if first & 0x20 else 0)
         if offset > end:
             raise ValueError("truncated packet")
@@ -257,20 +259,41 @@ class Received:
         )  # fmt: skip
 
 
-def _one_byte_element(data: bytes, start: int, end: int, wanted: int) -> int | None:
-    """The one-byte value of extension element `wanted` (RFC 8285 section 4.2)."""
+def rtp_extension(data: bytes, wanted: int) -> bytes | None:
+    """The value of header extension element `wanted` in an RTP packet (RFC 8285),
+    read from the header alone (in the clear under SRTP); None if it has none."""
+    if not wanted or len(data) < _RTP_HEADER.size or not data[0] & 0x10:
+        return None
+    at = _RTP_HEADER.size + 4 * (data[0] & 0x0F)
+    if len(data) < at + _EXTENSION_HEADER.size:
+        return None
+    profile, words = _EXTENSION_HEADER.unpack_from(data, at)
+    start = at + _EXTENSION_HEADER.size
+    return _element(data, profile, start, min(start + 4 * words, len(data)), wanted)
+
+
+def _element(data: bytes, profile: int, start: int, end: int, wanted: int) -> bytes | None:
+    """Element `wanted`'s value among the extension elements in data[start:end], in
+    RFC 8285's one-byte (section 4.2) or two-byte (4.3) form."""
+    one_byte = profile == _ONE_BYTE_EXTENSIONS
+    if not one_byte and profile & 0xFFF0 != _TWO_BYTE_EXTENSIONS:
+        return None
     at = start
     while at < end:
-        tag = data[at]
-        if tag == 0:  # padding
+        if data[at] == 0:  # padding
             at += 1
             continue
-        element, length = tag >> 4, (tag & 0x0F) + 1
-        if element == 15:
+        if one_byte:
+            element, length, value = data[at] >> 4, (data[at] & 0x0F) + 1, at + 1
+            if element == 15:
+                return None
+        elif at + 1 < end:
+            element, length, value = data[at], data[at + 1], at + 2
+        else:
             return None
-        if element == wanted and length == 1 and at + 1 < end:
-            return data[at + 1]
-        at += 1 + length
+        if element == wanted:
+            return data[value : min(value + length, end)]
+        at = value + length
     return None
 
 
