@@ -56,25 +56,27 @@ _THIS_NETWORK: Final = ipaddress.IPv4Network("0.0.0.0/8")
 _LIMITED_BROADCAST: Final = ipaddress.IPv4Address("255.255.255.255")
 
 
+_SendTo = Callable[[bytes, tuple[str, int]], None]
+
+
 class Datagrams:
     """One ICE connection's datagrams, below aiortc: sent on the nominated candidate
     pair at once, and media offered to `intercept`'s handler as it arrives."""
 
     def __init__(self, connection: aioice.ice.Connection) -> None:
         self._connection = connection
-        self._pair: aioice.ice.CandidatePair | None = None
-        self._sendto: Callable[[bytes, tuple[str, int]], None] | None = None
-        self._address = ("", 0)
+        # The nominated pair last sent on, its socket's send and the address it sends to.
+        self._route: tuple[aioice.ice.CandidatePair, _SendTo, tuple[str, int]] | None = None
 
     def send(self, data: bytes) -> None:
         pair = self._connection._nominated.get(1)  # one component: RTP and RTCP muxed
         if pair is None:
             raise ConnectionError("not connected")
-        if pair is not self._pair or self._sendto is None:
+        route = self._route
+        if route is None or route[0] is not pair:
             # What aioice's send does after its awaits, for a host pair and a relayed one.
-            self._pair, self._sendto = pair, pair.protocol.transport.sendto
-            self._address = pair.remote_addr
-        self._sendto(data, self._address)
+            route = self._route = (pair, pair.protocol.transport.sendto, pair.remote_addr)
+        route[1](data, route[2])
 
     def intercept(self, media: Callable[[bytes], bool]) -> None:
         """Offer every RTP and RTCP datagram (first byte 128-191, RFC 7983) to `media`
