@@ -5,6 +5,8 @@ that pytest finds them."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -126,6 +128,24 @@ class Page:
             if answer["type"] in ("result", "error") and answer["id"] == message_id:
                 return answer
             self.passed_over.append(answer)
+
+    @contextlib.asynccontextmanager
+    async def reading_meanwhile(self) -> AsyncIterator[None]:
+        """Reads while the block runs, as a browser's page does, into `passed_over`.
+        aiohttp's client answers the server's heartbeat only while it reads: a page
+        left unread for longer than the heartbeat is dropped."""
+
+        async def read() -> None:
+            while True:
+                self.passed_over.append(await self.ws.receive_json())
+
+        reader = asyncio.create_task(read())
+        try:
+            yield
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
 
     async def closed(self) -> int:
         """The close code, once the server has closed the socket."""
