@@ -8,7 +8,8 @@ import itertools
 
 import pytest
 
-from clinicconf.sfu.router import Member, Permission, Route, routes
+from clinicconf.moderation import Member, Permission
+from clinicconf.sfu.router import Route, routes
 
 A, V = "audio", "video"
 # In moderator mode, what a subscriber receives of a publisher, by the publisher's

@@ -22,12 +22,12 @@ from . import audit
 from .conference_state import ConferenceStates, SavedPerson, Slot, person_key
 from .db import Database, utc_now
 from .errors import PermissionDenied, Refused
+from .moderation import Member, Permission
 from .recording.jobs import Composer
 from .recording.lifecycle import ConferenceRecording
 from .recording.store import Attendee
 from .scheduling import Event
 from .sfu.room import RoomFactory
-from .sfu.router import Member, Permission
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
+from ..moderation import Kind
 from ..sfu.passthrough import PacketOutlet, Received, Wire, ntp_now, rtp_extension
-from ..sfu.router import Kind
 from . import clip
 
 ANSWER_SECONDS = 10.0

@@ -24,7 +24,7 @@ import av
 from aiortc import MediaStreamTrack, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError
 
-from .router import Kind
+from ..moderation import Kind
 
 VIDEO_CLOCK_RATE = 90_000
 _VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)

@@ -73,10 +73,10 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
+from ..moderation import Kind
 from ..pictures import impossible_keyframe
 from . import ice
 from .forward import Source
-from .router import Kind
 
 log = logging.getLogger(__name__)
 

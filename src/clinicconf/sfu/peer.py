@@ -22,9 +22,9 @@ from typing import Any, Final
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.sdp import SessionDescription
 
+from ..moderation import KINDS, Kind
 from . import ice
 from .forward import Forwarding, Outlet, Source
-from .router import KINDS, Kind
 
 log = logging.getLogger(__name__)
 

@@ -37,6 +37,7 @@ from typing import Final
 from aiortc.codecs.vpx import vp8_depayload
 from aiortc.jitterbuffer import JitterBuffer
 
+from ..moderation import Kind
 from ..pictures import vp8_keyframe_size
 from ..recording.files import (
     TIMELINE,
@@ -47,7 +48,6 @@ from ..recording.files import (
     track_path,
 )
 from .passthrough import CLOCK_RATES, PacketSink, PacketSource, Received, newer
-from .router import Kind
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,13 @@ from aiortc import RTCPeerConnection
 
 from ..config import Settings
 from ..errors import Refused
+from ..moderation import Kind, Member
 from . import ice
 from .forward import Forwarding, TranscodingRelay
 from .passthrough import PacketForwarding, PacketSource
 from .peer import BadAnswer, OutOfTurn, Peer
 from .recorder import Recorder, Track
-from .router import Kind, Member, recorded, routes
+from .router import recorded, routes
 
 log = logging.getLogger(__name__)
 # aiortc and aioice log SDPs and candidate pairs (participants' IP addresses, ICE
