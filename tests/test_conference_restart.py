@@ -11,9 +11,10 @@ import aiohttp
 from aiohttp import WSMsgType
 
 from clinicconf.bench.server import bench_settings, running_server, schedule_conference
-from clinicconf.conference import CLOSE_LOCKED, CLOSE_REMOVED
+from clinicconf.conference import Closing
 from clinicconf.db import BUSY_TIMEOUT_MS
 from clinicconf.sfu import ice
+from clinicconf.web.close_codes import close_code
 
 from .media_peers import MediaParticipant
 from .servers import wait_until
@@ -74,8 +75,8 @@ async def test_a_conference_is_taken_up_again_after_the_server_is_killed(
                 await page.close()
                 return answer.json()["type"] if answer.type == WSMsgType.TEXT else answer.data
 
-            assert await first_word(bert_key) == CLOSE_REMOVED
-            assert await first_word(secrets.token_urlsafe(16)) == CLOSE_LOCKED
+            assert await first_word(bert_key) == close_code(Closing.REMOVED)
+            assert await first_word(secrets.token_urlsafe(16)) == close_code(Closing.LOCKED)
             # Unlocked: someone new from the address Bert came from waits to be let in.
             unlocked = await host.request("set_access", locked=False, waiting_room=False)
             assert unlocked["type"] == "result"
@@ -122,7 +123,7 @@ async def test_a_removal_refused_while_the_database_is_held_then_made_survives_a
             await server.wait()
 
             async def bert_was_removed() -> bool:
-                return bert.closed_with == CLOSE_REMOVED
+                return bert.closed_with == close_code(Closing.REMOVED)
 
             await wait_until(bert_was_removed)
             for participant in (host, bert):
@@ -131,5 +132,5 @@ async def test_a_removal_refused_while_the_database_is_held_then_made_survives_a
         async with running_server(settings, tmp_path / "second.log"):
             bert = MediaParticipant(await http.ws_connect(public_url), 120)
             await bert.send("hello", client_key=bert_key, display_name="Bert")
-            assert (await bert.ws.receive()).data == CLOSE_REMOVED
+            assert (await bert.ws.receive()).data == close_code(Closing.REMOVED)
             await bert.close()

@@ -18,16 +18,15 @@ from aiohttp import WSMsgType, web
 from clinicconf import audit, keys
 from clinicconf import conference as conference_module
 from clinicconf.conference import (
-    CLOSE_FULL,
-    CLOSE_LOCKED,
-    CLOSE_TOO_MANY_PAGES,
     MAX_GUEST_PAGES_PER_ADDRESS,
     MAX_LEFT_GUESTS,
     MAX_PAGES_PER_PERSON,
     MAX_UNIDENTIFIED_PER_ADDRESS,
     MAX_WAITING,
+    Closing,
 )
 from clinicconf.config import Forwarding, Settings
+from clinicconf.web.close_codes import close_code
 
 from .conftest import LOOPBACK_ICE
 from .lobby_helpers import GRACE_SECONDS, Client, Lobby, Page
@@ -88,7 +87,7 @@ async def test_pages_that_never_say_hello_fill_no_ones_place(
         page = await silent_page(client, lobby.public_path)
         # Beyond its few, each is closed at once, saying why.
         if number >= MAX_UNIDENTIFIED_PER_ADDRESS:
-            assert await page.closed() == CLOSE_TOO_MANY_PAGES
+            assert await page.closed() == close_code(Closing.TOO_MANY_PAGES)
     await linked_people_get_in_and_stay(lobby, open_page)
     # A guest from another address is not held up by them either.
     assert await first_word(await guest_page(client, lobby.public_path, 1)) == "welcome"
@@ -100,7 +99,7 @@ async def test_many_guests_from_one_address_leave_room_for_everyone_else(
     for _ in range(MAX_GUEST_PAGES_PER_ADDRESS):
         assert await first_word(await guest_page(client, lobby.public_path)) == "welcome"
     extra = await guest_page(client, lobby.public_path)
-    assert await first_word(extra) == str(CLOSE_TOO_MANY_PAGES)
+    assert await first_word(extra) == str(close_code(Closing.TOO_MANY_PAGES))
     await linked_people_get_in_and_stay(lobby, open_page)
     assert await first_word(await guest_page(client, lobby.public_path, 1)) == "welcome"
 
@@ -111,7 +110,7 @@ async def test_one_persons_link_opened_again_and_again_locks_out_only_that_perso
     for _ in range(MAX_PAGES_PER_PERSON):
         await open_page(lobby.quinn_path)
     extra = Page(await client.ws_connect(lobby.quinn_path))
-    assert await extra.closed() == CLOSE_TOO_MANY_PAGES
+    assert await extra.closed() == close_code(Closing.TOO_MANY_PAGES)
     await linked_people_get_in_and_stay(lobby, open_page)
 
 
@@ -126,7 +125,7 @@ async def test_a_crowd_in_the_waiting_room_keeps_no_one_in_out(
         waiting = await guest_page(client, lobby.public_path, number + 1)
         assert await first_word(waiting) == "waiting_room"
     one_more = await guest_page(client, lobby.public_path, MAX_WAITING + 1)
-    assert await first_word(one_more) == str(CLOSE_FULL)
+    assert await first_word(one_more) == str(close_code(Closing.FULL))
     # Gail, who was in, comes back in another tab; the linked people join.
     assert (await gail.request("ping"))["type"] == "result"
     await linked_people_get_in_and_stay(lobby, open_page)
@@ -190,4 +189,4 @@ async def test_a_guest_gone_long_enough_is_a_newcomer_again(
     assert await other.closed() == 1000
     again = Page(await client.ws_connect(lobby.public_path))
     await again.send("hello", client_key=key, display_name="Gail Guest")
-    assert await first_word(again) == str(CLOSE_LOCKED)
+    assert await first_word(again) == str(close_code(Closing.LOCKED))

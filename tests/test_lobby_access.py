@@ -10,7 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from clinicconf import audit, keys
-from clinicconf.conference import CLOSE_LOCKED, CLOSE_REMOVED, CLOSE_TURNED_AWAY
+from clinicconf.conference import Closing
+from clinicconf.web.close_codes import close_code
 
 from .lobby_helpers import GRACE_SECONDS, Client, Lobby, Page
 from .lobby_helpers import lobby as lobby
@@ -84,9 +85,9 @@ async def test_the_host_lets_guests_in_one_by_one_or_all_at_once(
     assert await first_word(bert) == "waiting_room"
     [waiting] = (await host.receive("waiting"))["guests"]
     await ok(host, "turn_away", guest=waiting["id"])
-    assert await bert.closed() == CLOSE_TURNED_AWAY
+    assert await bert.closed() == close_code(Closing.TURNED_AWAY)
     again = await knock(client, lobby.public_path, "Bert", bert_key)
-    assert await first_word(again) == str(CLOSE_TURNED_AWAY)
+    assert await first_word(again) == str(close_code(Closing.TURNED_AWAY))
 
     # Two more wait; all let in at once. Then, with the waiting room off, whoever
     # comes goes straight in.
@@ -118,7 +119,7 @@ async def test_a_locked_conference_takes_no_new_guest(
     assert (await gail.receive("options"))["options"]["locked"] is True
 
     stranger = await knock(client, lobby.public_path, "Stranger")
-    assert await first_word(stranger) == str(CLOSE_LOCKED)
+    assert await first_word(stranger) == str(close_code(Closing.LOCKED))
     # Gail, already in, may reload; the patients' own links are not the public link.
     await gail.ws.close()
     back = await knock(client, lobby.public_path, "Gail Guest", key)
@@ -143,11 +144,11 @@ async def test_someone_removed_cannot_come_back_during_the_event(
     await presence_of(host, "Pat Patel")
 
     await ok(host, "remove", participant=gail_welcome["you"]["id"])
-    assert await gail.closed() == CLOSE_REMOVED
+    assert await gail.closed() == close_code(Closing.REMOVED)
     assert (await presence_of(host, "Gail Guest"))["active"] is False
     # Not on that browser; from the same network, only if a host lets them in.
     assert await first_word(await knock(client, lobby.public_path, "Gail", key)) == str(
-        CLOSE_REMOVED
+        close_code(Closing.REMOVED)
     )
     newcomer = await knock(client, lobby.public_path, "G.")
     assert await first_word(newcomer) == "waiting_room"
@@ -160,10 +161,10 @@ async def test_someone_removed_cannot_come_back_during_the_event(
 
     # A patient removed finds their own link closed to them for the event.
     await ok(host, "remove", participant=pat_welcome["you"]["id"])
-    assert await pat.closed() == CLOSE_REMOVED
+    assert await pat.closed() == close_code(Closing.REMOVED)
     again = Page(await client.ws_connect(lobby.pat_path))
     await again.send("hello", client_key=secrets.token_urlsafe(16))
-    assert await first_word(again) == str(CLOSE_REMOVED)
+    assert await first_word(again) == str(close_code(Closing.REMOVED))
 
     # A host cannot be removed, and only a host removes.
     _, colleague_welcome = await open_page(lobby.colleague_path)

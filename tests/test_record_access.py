@@ -19,7 +19,7 @@ from yarl import URL
 
 from clinicconf import keys
 from clinicconf.accounts import StaffUser
-from clinicconf.conference import CLOSE_ENDED
+from clinicconf.conference import Closing
 from clinicconf.db import Database, migration_files, to_db_time, utc_now
 from clinicconf.links import JoinLinks
 from clinicconf.recording.files import COMPOSED
@@ -34,6 +34,7 @@ from clinicconf.scheduling import (
     StaffInput,
 )
 from clinicconf.security import load_or_create_secret_key
+from clinicconf.web.close_codes import close_code
 
 from .clinic import CLINIC_ZONE, Clinic, build_clinic, sign_in
 from .conftest import ADMIN_PASSWORD, STAFF_PASSWORD, Account, make_account
@@ -273,7 +274,7 @@ async def test_a_group_sessions_recording_is_filed_only_for_the_patients_present
     for page in (host, (await open_page(lobby.pat_path))[0]):
         assert (await page.request("join_media"))["type"] == "result"
     await host.send("end")
-    assert await host.closed() == CLOSE_ENDED
+    assert await host.closed() == close_code(Closing.ENDED)
     (recording,) = await app[keys.RECORDINGS].for_event(lobby.event_id)
 
     await sign_in(client, staff)

@@ -15,10 +15,11 @@ from aiohttp import web
 from playwright.async_api import expect
 
 from clinicconf import audit, keys
-from clinicconf.conference import CLOSE_ENDED
+from clinicconf.conference import Closing
 from clinicconf.config import Settings
 from clinicconf.db import utc_now
 from clinicconf.scheduling import EventInput
+from clinicconf.web.close_codes import close_code
 
 from .browser import serve, served_settings
 from .clinic import sign_in
@@ -45,14 +46,14 @@ async def end_for_everyone(host: Page, *others: Page) -> None:
     await ok(host, "start")
     await host.send("end")
     for page in (host, *others):
-        assert await page.closed() == CLOSE_ENDED
+        assert await page.closed() == close_code(Closing.ENDED)
 
 
 async def turned_away_as_ended(client: Client, path: str) -> bool:
     """A page opened now on `path` says hello and is closed as ended."""
     page = Page(await client.ws_connect(path))
     await page.send("hello", client_key=secrets.token_urlsafe(16))
-    return await page.closed() == CLOSE_ENDED
+    return await page.closed() == close_code(Closing.ENDED)
 
 
 async def joins_and_stays(open_page: Any, path: str) -> dict[str, Any]:
@@ -99,7 +100,7 @@ async def test_only_a_host_can_reopen(
     for path in (lobby.pat_path, lobby.public_path):
         page = Page(await client.ws_connect(path))
         await page.send("reopen")
-        assert await page.closed() == CLOSE_ENDED
+        assert await page.closed() == close_code(Closing.ENDED)
     assert await turned_away_as_ended(client, lobby.host_path)
     assert await reopenings(app, lobby.event_id) == []
 

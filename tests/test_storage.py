@@ -11,6 +11,8 @@ from aiohttp import web
 
 from clinicconf import keys
 from clinicconf.accounts import StaffUser
+from clinicconf.conference import Closing
+from clinicconf.conference_state import ConferenceStates
 from clinicconf.db import Database, migration_files
 from clinicconf.links import JoinLinks
 from clinicconf.scheduling import EventInput, EventTypeInput, PatientInput
@@ -34,6 +36,38 @@ async def test_migrations_are_recorded_and_applied_once(tmp_path: Path) -> None:
     assert recorded == first
     assert journal is not None and journal[0] == "wal"
     assert foreign_keys is not None and foreign_keys[0] == 1
+
+
+async def test_who_was_kept_out_by_close_code_stays_kept_out_for_the_same_reason(
+    tmp_path: Path,
+) -> None:
+    """Before migration 0008 the database held the close code a removed or turned
+    away person's page was sent; their reason is kept across the upgrade."""
+    before = tmp_path / "migrations"
+    before.mkdir()
+    for migration in migration_files():
+        if migration.name < "0008":
+            (before / migration.name).write_text(migration.read_text())
+    path = tmp_path / "db.sqlite3"
+    db = await Database.open(path)
+    try:
+        await db.migrate(before)
+        with closing(sqlite3.connect(path)) as old:  # no foreign keys: no event needed
+            old.executemany(
+                "INSERT INTO conference_people (event_id, person_key, public_id, permission,"
+                " shown, barred) VALUES (1, ?, 'p', 'audio_video', 0, ?)",
+                [("guest:removed", 4430), ("guest:turned", 4431), ("staff:1", None)],
+            )
+            old.commit()
+        assert await db.migrate() == ["0008_kept_out_reasons.sql"]
+        people = (await ConferenceStates(db).load(1)).people
+    finally:
+        await db.close()
+    assert {key: person.kept_out for key, person in people.items()} == {
+        "guest:removed": Closing.REMOVED,
+        "guest:turned": Closing.TURNED_AWAY,
+        "staff:1": None,
+    }
 
 
 async def _event_with_patient(app: web.Application, admin: Account) -> tuple[int, int]:

@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Final, Literal, Protocol
 
 from . import audit
@@ -38,20 +39,30 @@ _STAND_INS: Final[dict[tuple[ParticipantKind, ParticipantKind], str]] = {
     ("guest", "patient"): "Patient",
     ("patient", "guest"): "Guest",
 }
-# Closing a page's socket because its event was cancelled, or changed (the page
-# reconnects and sees the new state; a person taken off the event cannot).
-CLOSE_CANCELLED: Final = 4410
-CLOSE_EVENT_CHANGED: Final = 4000
-# No room for another guest (or another page before hello), whoever they are; and
-# too many pages of this person, or from this address.
-CLOSE_FULL: Final = 4429
-CLOSE_TOO_MANY_PAGES: Final = 4428
-CLOSE_ENDED: Final = 4411
-# A public guest kept out: the conference is locked, the host turned them away, or
-# removed them (or, for a linked person, removed them: their link is closed to them).
-CLOSE_LOCKED: Final = 4423
-CLOSE_TURNED_AWAY: Final = 4431
-CLOSE_REMOVED: Final = 4430
+
+
+class Closing(StrEnum):
+    """Why the conference closes a page, or keeps it out. The web edge says it to
+    the page in its own terms (a close code, web/close_codes.py)."""
+
+    # The event was changed (the page reconnects and sees the new state; a person
+    # taken off the event cannot), or cancelled; the conference has ended.
+    EVENT_CHANGED = "event_changed"
+    CANCELLED = "cancelled"
+    ENDED = "ended"
+    # No room for another guest (or another page before hello), whoever they are; in
+    # the waiting room; too many pages of this person, or from this address.
+    FULL = "full"
+    WAITING_ROOM_FULL = "waiting_room_full"
+    TOO_MANY_PAGES = "too_many_pages"
+    # A public guest kept out: the conference is locked, the host turned them away, or
+    # removed them (or, for a linked person, removed them: their link is closed to them).
+    LOCKED = "locked"
+    TURNED_AWAY = "turned_away"
+    REMOVED = "removed"
+    SHUTTING_DOWN = "shutting_down"
+
+
 # Someone a patient may not see by name, in the names of the videos they receive.
 UNNAMED: Final = "Participant"
 # Who may hold the conference's pages: the people linked to the event always get in,
@@ -113,7 +124,7 @@ class Identity:
 class Page(Protocol):
     """An open page's socket, from its opening, before it has said who it is."""
 
-    async def close(self, code: int, reason: str) -> None: ...
+    async def close(self, why: Closing) -> None: ...
 
 
 class Subscriber(Protocol):
@@ -124,7 +135,7 @@ class Subscriber(Protocol):
     def send(self, message: dict[str, Any]) -> None:
         """Queue a message; never blocks (a connection that cannot keep up closes)."""
 
-    async def close(self, code: int, reason: str) -> None: ...
+    async def close(self, why: Closing) -> None: ...
 
 
 @dataclass
@@ -158,12 +169,11 @@ class Options:
 
 
 class KeptOut(Exception):
-    """This page may not join: closed with `code` (the page says why)."""
+    """This page may not join, for `why` (the page says so)."""
 
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
+    def __init__(self, why: Closing) -> None:
+        super().__init__(why.value)
+        self.why = why
 
 
 @dataclass(frozen=True)
@@ -244,7 +254,7 @@ class Conference:
         # turned away, with the code their page is closed with; by stored person key.
         self._knocks: dict[str, Knock] = {}
         self._let_in: set[str] = set()
-        self._barred: dict[str, int] = {}
+        self._barred: dict[str, Closing] = {}
         self._barred_addresses: set[str] = set()
         # Guests who left (stored person key -> when), the longest gone first.
         self._left_guests: OrderedDict[str, float] = OrderedDict()
@@ -269,9 +279,9 @@ class Conference:
             return
         unidentified = [c for c in self._pages.values() if c.identity_key is None]
         if sum(c.address == address for c in unidentified) >= MAX_UNIDENTIFIED_PER_ADDRESS:
-            raise KeptOut(CLOSE_TOO_MANY_PAGES, "too many pages")
+            raise KeptOut(Closing.TOO_MANY_PAGES)
         if len(unidentified) >= MAX_UNIDENTIFIED:
-            raise KeptOut(CLOSE_FULL, "full")
+            raise KeptOut(Closing.FULL)
         self._pages[page] = _Claim(address)
 
     def identify(self, page: Page, identity: Identity) -> None:
@@ -283,15 +293,15 @@ class Conference:
         self._check_pages_of(identity)
         guests = [c for c in self._pages.values() if c.guest]
         if sum(c.address == claim.address for c in guests) >= MAX_GUEST_PAGES_PER_ADDRESS:
-            raise KeptOut(CLOSE_TOO_MANY_PAGES, "too many pages")
+            raise KeptOut(Closing.TOO_MANY_PAGES)
         if len(guests) >= MAX_GUEST_PAGES:
-            raise KeptOut(CLOSE_FULL, "full")
+            raise KeptOut(Closing.FULL)
         self._pages[page] = replace(claim, identity_key=identity.key, guest=True)
 
     def _check_pages_of(self, identity: Identity) -> None:
         pages = sum(c.identity_key == identity.key for c in self._pages.values())
         if pages >= MAX_PAGES_PER_PERSON:
-            raise KeptOut(CLOSE_TOO_MANY_PAGES, "too many pages")
+            raise KeptOut(Closing.TOO_MANY_PAGES)
 
     def detach(self, page: Page) -> None:
         self._pages.pop(page, None)
@@ -340,13 +350,13 @@ class Conference:
         saved = await self._states.load(self.event.id)
         self._saved_people = saved.people
         for key, person in saved.people.items():
-            if person.barred is not None:
-                self._barred[key] = person.barred
+            if person.kept_out is not None:
+                self._barred[key] = Closing(person.kept_out)
             if person.barred_address is not None:
                 self._barred_addresses.add(person.barred_address)
             if person.let_in:
                 self._let_in.add(key)
-            if key.startswith("guest:") and person.barred is None:
+            if key.startswith("guest:") and person.kept_out is None:
                 self._left_guests[key] = time.monotonic()  # forgotten as if they left now
         for participant in self._participants.values():
             self._take_up_saved(participant)
@@ -383,7 +393,7 @@ class Conference:
             )
         elif saved is None:
             saved = SavedPerson("", Permission.NONE.value, shown=False)  # never got in
-        saved.barred, saved.let_in = self._barred.get(key), key in self._let_in
+        saved.kept_out, saved.let_in = self._barred.get(key), key in self._let_in
         saved.barred_address = barred_address
         self._saved_people[key] = saved
         self._unsaved_people.add(key)
@@ -487,18 +497,18 @@ class Conference:
         page that may not join."""
         await self._restored()
         if self.ended_by is not None:
-            raise KeptOut(CLOSE_ENDED, "ended")
+            raise KeptOut(Closing.ENDED)
         identity = connection.identity
         barred = self._barred.get(person_key(identity.key))
         if barred is not None:
-            raise KeptOut(barred, "kept out")
+            raise KeptOut(barred)
         if identity.kind == "guest" and not self._got_in_before(identity.key):
             if self.options.locked:
-                raise KeptOut(CLOSE_LOCKED, "locked")
+                raise KeptOut(Closing.LOCKED)
             must_wait = self.options.waiting_room or address in self._barred_addresses
             if must_wait and person_key(identity.key) not in self._let_in:
                 if len(self._knocks) >= MAX_WAITING:
-                    raise KeptOut(CLOSE_FULL, "waiting room full")
+                    raise KeptOut(Closing.WAITING_ROOM_FULL)
                 await self._knock(Knock(_new_id(), connection, address))
                 return
         await self._enter(connection, address)
@@ -654,14 +664,12 @@ class Conference:
             )
             if self._knocks.pop(knock.id, None) is None:
                 continue
-            self._barred[person_key(knock.connection.identity.key)] = CLOSE_TURNED_AWAY
+            self._barred[person_key(knock.connection.identity.key)] = Closing.TURNED_AWAY
             self._save_person(knock.connection.identity.key)
             turned_away.append(knock)
         self._forget_guests()
         self._tell_hosts_who_waits()
-        await asyncio.gather(
-            *(k.connection.close(CLOSE_TURNED_AWAY, "turned away") for k in turned_away)
-        )
+        await asyncio.gather(*(k.connection.close(Closing.TURNED_AWAY) for k in turned_away))
 
     async def remove(self, identity: Identity, participant_id: str) -> None:
         """Remove someone who is not a host: their pages close, and they cannot come
@@ -672,7 +680,7 @@ class Conference:
         if participant.identity.is_host:
             raise Refused("cannot_remove_host", "A staff member of the event cannot be removed.")
         await self._record(identity.actor, "participant_removed", participant=participant_id)
-        self._barred[person_key(participant.identity.key)] = CLOSE_REMOVED
+        self._barred[person_key(participant.identity.key)] = Closing.REMOVED
         address = participant.address if participant.identity.kind == "guest" else None
         if address is not None:
             self._barred_addresses.add(address)
@@ -680,7 +688,7 @@ class Conference:
         self._forget_guests()
         # Their pages close before anything else waits on the database.
         connections = list(participant.connections)
-        await asyncio.gather(*(c.close(CLOSE_REMOVED, "removed") for c in connections))
+        await asyncio.gather(*(c.close(Closing.REMOVED) for c in connections))
         for connection in connections:
             await self.leave(connection, at_once=True)
 
@@ -787,7 +795,7 @@ class Conference:
             self._ended_slot = (self.event.start, self.event.end)
             self._save_state()
             await self.shut()
-            await self.close_pages(CLOSE_ENDED, "ended", {"type": "ended", "by": by})
+            await self.close_pages(Closing.ENDED, {"type": "ended", "by": by})
 
     async def reopen(self, identity: Identity) -> None:
         """A host opens the ended conference again while its event's time lasts (an
@@ -897,12 +905,12 @@ class Conference:
                 return participant
         raise Refused("unknown_participant", "No such participant in this conference.")
 
-    async def close_pages(self, code: int, reason: str, last_word: dict[str, Any] | None) -> None:
+    async def close_pages(self, why: Closing, last_word: dict[str, Any] | None) -> None:
         """Tell every joined page `last_word` (if any), then close every open page."""
         if last_word is not None:
             for connection in self.connections:
                 connection.send(last_word)
-        await asyncio.gather(*(page.close(code, reason) for page in list(self._pages)))
+        await asyncio.gather(*(page.close(why) for page in list(self._pages)))
 
     # --- what each holder may see ------------------------------------------------------
 
@@ -1100,17 +1108,17 @@ class Conferences:
         if event.cancelled:
             del self._conferences[event.id]
             await conference.shut()
-            await conference.close_pages(CLOSE_CANCELLED, "cancelled", {"type": "cancelled"})
+            await conference.close_pages(Closing.CANCELLED, {"type": "cancelled"})
             return
         conference.invite(event)
         await conference.rescheduled()
         # Each page reconnects and gets the new picture; a person taken off the
         # event finds their link gone.
-        await conference.close_pages(CLOSE_EVENT_CHANGED, "event changed", None)
+        await conference.close_pages(Closing.EVENT_CHANGED, None)
 
     async def close(self) -> None:
         """Server shutdown: every page is told to go away, every timer stops."""
         conferences, self._conferences = list(self._conferences.values()), {}
         for conference in conferences:
             await conference.shut()
-            await conference.close_pages(1001, "server shutting down", None)
+            await conference.close_pages(Closing.SHUTTING_DOWN, None)

@@ -1,4 +1,4 @@
-"""What a conference remembers across a server restart (migrations/0004, 0005, 0007):
+"""What a conference remembers across a server restart (migrations/0004, 0005, 0007, 0008):
 whether it started or ended (and in which times of its event), the host's options, and
 for each person their participant id, what the moderator allows them and shows of them,
 whether they are kept out, and a removed guest's address. Written as it changes; read
@@ -25,7 +25,8 @@ class SavedPerson:
     public_id: str
     permission: str
     shown: bool
-    barred: int | None = None
+    # Why they are kept out (a `conference.Closing`: removed, turned away), if they are.
+    kept_out: str | None = None
     let_in: bool = False
     # Where a removed guest came from: newcomers from there wait to be let in.
     barred_address: str | None = None
@@ -79,7 +80,7 @@ class ConferenceStates:
                 person["public_id"],
                 person["permission"],
                 bool(person["shown"]),
-                person["barred"],
+                person["kept_out"],
                 bool(person["let_in"]),
                 person["barred_address"],
             )
@@ -133,11 +134,11 @@ class ConferenceStates:
     async def save_person(self, event_id: int, key: str, person: SavedPerson) -> None:
         await self._db.execute(
             "INSERT INTO conference_people"
-            " (event_id, person_key, public_id, permission, shown, barred, let_in,"
+            " (event_id, person_key, public_id, permission, shown, kept_out, let_in,"
             " barred_address) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (event_id, person_key) DO UPDATE SET"
             " public_id = excluded.public_id, permission = excluded.permission,"
-            " shown = excluded.shown, barred = excluded.barred, let_in = excluded.let_in,"
+            " shown = excluded.shown, kept_out = excluded.kept_out, let_in = excluded.let_in,"
             " barred_address = excluded.barred_address",
             (
                 event_id,
@@ -145,7 +146,7 @@ class ConferenceStates:
                 person.public_id,
                 person.permission,
                 person.shown,
-                person.barred,
+                person.kept_out,
                 person.let_in,
                 person.barred_address,
             ),

@@ -11,7 +11,8 @@ from typing import Any, Final
 
 from aiohttp import WSCloseCode, web
 
-from ..conference import Identity, now_ms
+from ..conference import Closing, Identity, now_ms
+from .close_codes import close_code, close_text
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,14 @@ class PageConnection:
         except asyncio.QueueFull:
             log.warning("closing a page that does not read what it is sent")
             self._closer = asyncio.create_task(
-                self.close(WSCloseCode.POLICY_VIOLATION, "too slow"), name="page-closer"
+                self.end(WSCloseCode.POLICY_VIOLATION, "too slow"), name="page-closer"
             )
 
-    async def close(self, code: int, reason: str) -> None:
+    async def close(self, why: Closing) -> None:
+        """Closed by the conference, for `why`."""
+        await self.end(close_code(why), close_text(why))
+
+    async def end(self, code: int, reason: str) -> None:
         """Idempotent. What is queued (a last "cancelled", say) goes out first, for
         a moment at most; then the writer stops and the socket closes."""
         if self._writer is not None:
@@ -65,7 +70,7 @@ class PageConnection:
 
     async def finish(self) -> None:
         """After the page's socket has ended: nothing of this connection keeps running."""
-        await self.close(WSCloseCode.GOING_AWAY, "closed")
+        await self.end(WSCloseCode.GOING_AWAY, "closed")
         if self._closer is not None:
             await self._closer
 

@@ -19,7 +19,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from ... import keys, names
 from ...conference import (
-    CLOSE_ENDED,
+    Closing,
     Conference,
     Identity,
     KeptOut,
@@ -27,6 +27,7 @@ from ...conference import (
     now_ms,
 )
 from ...errors import PermissionDenied, Refused, ServerBusy
+from ..close_codes import close_code, close_text
 from ..middleware import client_address, database_busy
 from ..socket import PROTOCOL_VERSION, PageConnection
 from .join import MAX_DISPLAY_NAME, open_join_link
@@ -74,11 +75,11 @@ class Session:
             raise ProtocolError("not_ready", "Say hello first.")
         return self.connection
 
-    async def close(self, code: int, reason: str) -> None:
+    async def close(self, why: Closing) -> None:
         if self.connection is not None:
-            await self.connection.close(code, reason)
+            await self.connection.close(why)
         else:
-            await self.ws.close(code=code, message=reason.encode())
+            await _close(self.ws, why)
 
 
 Handler = Callable[[Session, dict[str, Any]], Awaitable[None]]
@@ -121,7 +122,7 @@ async def hello(session: Session, message: dict[str, Any]) -> None:
     try:
         session.conference.identify(session, identity)
     except KeptOut as exc:
-        await session.ws.close(code=exc.code, message=exc.reason.encode())
+        await _close(session.ws, exc.why)
         return
     connection = PageConnection(session.ws, identity)
     connection.start()
@@ -129,7 +130,7 @@ async def hello(session: Session, message: dict[str, Any]) -> None:
     try:
         await session.conference.join(connection, session.address)
     except KeptOut as exc:
-        await connection.close(exc.code, exc.reason)
+        await connection.close(exc.why)
 
 
 @handles("set_options", moderator=bool, recording=bool)
@@ -217,7 +218,7 @@ async def leave(session: Session, message: dict[str, Any]) -> None:
     """Gone at once, without the grace period of a page that merely closed."""
     connection = session.joined()
     await session.conference.leave(connection, at_once=True)
-    await connection.close(WSCloseCode.OK, "left")
+    await connection.end(WSCloseCode.OK, "left")
 
 
 @handles("ping")
@@ -317,7 +318,7 @@ async def _socket(request: web.Request, kind: Literal["personal", "public"]) -> 
         person = Identity(kind_of_person, opened.person.name, opened.person.id)
     conference = request.app[keys.CONFERENCES].open(opened.event)
     if conference.ended_by is not None and not (person is not None and person.is_host):
-        await ws.close(code=CLOSE_ENDED, message=b"ended")
+        await _close(ws, Closing.ENDED)
         return ws
     session = Session(
         ws, conference, person, public=kind == "public", address=client_address(request)
@@ -325,7 +326,7 @@ async def _socket(request: web.Request, kind: Literal["personal", "public"]) -> 
     try:
         conference.attach(session, session.address, person)
     except KeptOut as exc:
-        await ws.close(code=exc.code, message=exc.reason.encode())
+        await _close(ws, exc.why)
         return ws
     try:
         await _read(session)
@@ -358,7 +359,7 @@ async def _read(session: Session) -> None:
             frame = await ws.receive(timeout=timeout)
         except TimeoutError:
             if ended:
-                await ws.close(code=CLOSE_ENDED, message=b"ended")
+                await _close(ws, Closing.ENDED)
             else:
                 await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"no hello")
             return
@@ -373,6 +374,10 @@ async def _read(session: Session) -> None:
         if not keep_open:
             await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"too many messages")
             return
+
+
+async def _close(ws: web.WebSocketResponse, why: Closing) -> None:
+    await ws.close(code=close_code(why), message=close_text(why).encode())
 
 
 async def _refuse_binary(session: Session) -> bool:
