@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from ..conference import Closing
+from ..conference.identity import Closing
 
 CLOSE_CODES: Final[dict[Closing, int]] = {
     Closing.EVENT_CHANGED: 4000,

@@ -11,7 +11,8 @@ from typing import Any, Final
 
 from aiohttp import WSCloseCode, web
 
-from ..conference import Closing, Identity, now_ms
+from ..conference.identity import Closing, Identity
+from ..conference.visibility import now_ms
 from .close_codes import close_code, close_text
 
 log = logging.getLogger(__name__)

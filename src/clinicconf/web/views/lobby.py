@@ -18,14 +18,10 @@ from typing import Any, Final, Literal
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ... import keys, names
-from ...conference import (
-    Closing,
-    Conference,
-    Identity,
-    KeptOut,
-    ParticipantKind,
-    now_ms,
-)
+from ...conference.admission import KeptOut
+from ...conference.coordinator import Conference
+from ...conference.identity import Closing, Identity, ParticipantKind
+from ...conference.visibility import now_ms
 from ...errors import PermissionDenied, Refused, ServerBusy
 from ..close_codes import close_code, close_text
 from ..middleware import client_address, database_busy
