@@ -2,20 +2,21 @@
 messages and for the landing page alike. Staff see everyone; a patient sees the
 staff, themselves, and each guest only as "Guest" (an outsider's picture and voice
 never come unannounced); a guest sees staff and guests, and patients only as
-"Patient". Also the times a page is shown, on the server's clock."""
+"Patient". And the pages told so (`Audience`), with the times a page is shown, on
+the server's clock."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
 from ..moderation import Permission
 from ..scheduling import Event
-from .identity import Identity, ParticipantKind
-from .presence import Participant
+from .identity import Identity, ParticipantKind, Subscriber
+from .presence import Participant, Presence
 
 # Who is shown to whom by kind alone, (viewer, subject): a patient to a public guest,
 # and a guest to a patient.
@@ -96,3 +97,35 @@ def epoch_ms(moment: datetime) -> int:
 def now_ms() -> int:
     """The server's clock, which every page's "Time Left" follows."""
     return time.time_ns() // 1_000_000
+
+
+class Audience:
+    """The joined pages, each told what its holder may see."""
+
+    def __init__(self, presence: Presence) -> None:
+        self._presence = presence
+
+    def send_all(self, message: dict[str, Any]) -> None:
+        for connection in self._presence.connections:
+            connection.send(message)
+
+    def tell_hosts(self, message: dict[str, Any]) -> None:
+        for connection in self._presence.connections:
+            if connection.identity.is_host:
+                connection.send(message)
+
+    def presence_of(self, participant: Participant, skip: Collection[Subscriber] = ()) -> None:
+        """Whether `participant` is here, to everyone who may see them."""
+        for connection in self._presence.connections:
+            if connection in skip:
+                continue
+            seen = as_seen_by(connection.identity, participant)
+            if seen is not None:
+                connection.send({"type": "presence", "participant": seen})
+
+    def moderation(self, moderator: bool, skip: Collection[Subscriber] = ()) -> None:
+        """The moderator's choices, to each page about those its holder may see."""
+        for connection in self._presence.connections:
+            if connection not in skip:
+                seen = moderation_seen_by(connection.identity, self._presence, moderator)
+                connection.send({"type": "moderation", **seen})
