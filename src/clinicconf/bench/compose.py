@@ -37,7 +37,7 @@ from aiortc.codecs.vpx import Vp8Encoder
 
 from ..recording.compose import compose
 from ..recording.files import TIMELINE, Kind, Timeline, TrackFile, track_path
-from ..sfu.passthrough import CLOCK_RATES, Received
+from ..sfu.passthrough.rtp import CLOCK_RATES, Received
 from ..sfu.recorder import TrackRecorder
 from . import clip
 from .sfu import write_doc
