@@ -58,7 +58,6 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -68,8 +67,10 @@ import aiohttp
 import aiortc
 
 from ..sfu import ice
-from . import clip
+from . import clip, measures
+from .counting import EVERYONE_RECEIVES_SECONDS, CountingParticipant, SendLog
 from .lobby import CONNECTING_AT_ONCE, PAGE_OPEN_SECONDS
+from .measures import write_doc
 from .server import (
     SetupFailed,
     as_client,
@@ -78,15 +79,6 @@ from .server import (
     running_server,
     schedule_conferences,
     server_core,
-)
-from .sfu import (
-    EVERYONE_RECEIVES_SECONDS,
-    CountingParticipant,
-    SendLog,
-    _cpu_seconds,
-    _percentiles,
-    _rss_bytes,
-    write_doc,
 )
 
 Answer = TypeVar("Answer")
@@ -401,8 +393,8 @@ class _Counters:
     def read(cls, result: Soak, log: SendLog, pid: int) -> _Counters:
         sent = dict(log.frames)
         return cls(
-            time.monotonic(), _cpu_seconds(pid), _cpu_wait_seconds(pid),
-            _cpu_seconds(os.getpid()), _cpu_wait_seconds(os.getpid()),
+            time.monotonic(), measures.cpu_seconds(pid), measures.cpu_wait_seconds(pid),
+            measures.cpu_seconds(os.getpid()), measures.cpu_wait_seconds(os.getpid()),
             sum(c.pictures_expected(sent) for c in result.conferences),
             sum(p.video_frames for p in result.participants),
         )  # fmt: skip
@@ -417,13 +409,13 @@ class _Counters:
             participant.latencies.clear()
         return Sample(
             at=self.at - began,
-            rss_bytes=_rss_bytes(pid),
+            rss_bytes=measures.rss_bytes(pid),
             cpu_share=(self.server_cpu - before.server_cpu) / seconds,
             cpu_wait_share=(self.server_wait - before.server_wait) / seconds,
             fds=len(os.listdir(f"/proc/{pid}/fd")),
             pictures_per_second=received / seconds,
             pictures_lost=max(0.0, 1 - received / expected) if expected else 0.0,
-            latency_p95_ms=_percentiles(latencies).get("p95"),
+            latency_p95_ms=measures.percentiles(latencies).get("p95"),
             stalled=stalled,
             pages_open=sum(page.open for page in result.pages),
             load_average=os.getloadavg()[0],
@@ -487,15 +479,6 @@ def memory_trend(samples: list[Sample], warm_up: float) -> MemoryTrend | None:
     )
 
 
-def _cpu_wait_seconds(pid: int) -> float:
-    """How long the process's threads were ready to run but waited for a core."""
-    waited = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with suppress(FileNotFoundError):  # a thread that has just ended
-            waited += int((task / "schedstat").read_text().split()[1])
-    return waited / 1e9
-
-
 def warm_up_seconds(minutes: float) -> float:
     return min(WARM_UP_SECONDS, minutes * 60 / 2)
 
@@ -533,7 +516,7 @@ def summary(result: Soak) -> list[str]:
         )
     lines += [
         f"- Server CPU (share of one core): mean {statistics.fmean(cpu):.1%},"
-        f" p95 {_nearest_rank(cpu, 0.95):.1%}; open file descriptors"
+        f" p95 {measures.nearest_rank(sorted(cpu), 0.95):.1%}; open file descriptors"
         f" {min(s.fds for s in samples)} to {max(s.fds for s in samples)}.",
         f"- Pictures: {result.pictures_received:,} received of {result.pictures_expected:,}"
         f" sent to subscribers ({lost_pictures:.2%} lost), {pictures_per_second:,.0f} per"
@@ -564,11 +547,6 @@ def summary(result: Soak) -> list[str]:
         held = "" if nothing_lost else ", but under less than the load set out (above)"
         lines.append(f"- **memory does not grow after warm-up**{held}")
     return lines
-
-
-def _nearest_rank(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
 def _counted(reasons: Counter[str] | Counter[int | None]) -> str:
