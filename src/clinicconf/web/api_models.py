@@ -78,18 +78,14 @@ def validated(model: type[M], data: Mapping[str, Any]) -> M:
         raise ValidationError(messages.get(first["type"], first["msg"]), field) from None
 
 
-class Described(BaseModel):
-    model_config = ConfigDict(use_attribute_docstrings=True)
-
-
 # --- what clients send --------------------------------------------------------------
 
 
-class Body(Described):
+class Body(BaseModel):
     """A request's body: JSON's own types only (true is not an id, "3" not a number),
     and no field the model does not name: a misspelt one would lose data unnoticed."""
 
-    model_config = ConfigDict(strict=True, extra="forbid")
+    model_config = ConfigDict(strict=True, extra="forbid", use_attribute_docstrings=True)
 
 
 class StaffInput(Body):
@@ -164,11 +160,11 @@ class EventWindow(BaseModel):
 # --- what the API answers -----------------------------------------------------------
 
 
-class Reply(Described):
+class Reply(BaseModel):
     """An answer: every field always present, no other; read from the core's
     dataclasses by their attributes."""
 
-    model_config = ConfigDict(extra="forbid", from_attributes=True)
+    model_config = ConfigDict(extra="forbid", from_attributes=True, use_attribute_docstrings=True)
 
 
 class Staff(Reply):
