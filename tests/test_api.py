@@ -438,6 +438,21 @@ async def test_a_wrong_event_is_refused_naming_the_field_and_nothing_written(
     assert await row_counts(client.app) == before
 
 
+async def test_a_refusal_says_in_words_what_is_wrong(
+    client: Client, staff: Account, clinic: Clinic
+) -> None:
+    body = event_body(clinic, [staff.id])
+    untitled = {k: v for k, v in body.items() if k != "title"}
+    for sent, message in [
+        (body | {"titel": "typo"}, "Unknown field 'titel'."),
+        (untitled, "This field is required."),
+        (body | {"start": "next Tuesday"}, "Must be an ISO 8601 time with a time zone offset"),
+        (body | {"event_type_id": "1"}, "Input should be a valid integer"),
+    ]:
+        answer = await call(client, staff, "POST", "/events", sent, expect=422)
+        assert answer["error"]["message"].startswith(message), answer
+
+
 WRONG_EVENT_TYPES: list[tuple[dict[str, Any], str]] = [
     ({"name": "X", "video_conferencing": 1, "public_conference": False}, "video_conferencing"),
     ({"name": "X", "video_conferencing": True, "public_conference": "no"}, "public_conference"),

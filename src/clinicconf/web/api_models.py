@@ -74,7 +74,10 @@ def validated(model: type[M], data: Mapping[str, Any]) -> M:
     except pydantic.ValidationError as exc:
         first = min(exc.errors(), key=lambda error: error["type"] != "extra_forbidden")
         field = str(first["loc"][0]) if first["loc"] else None
-        messages = {"missing": "This field is required.", "extra_forbidden": "Unknown field."}
+        messages = {
+            "missing": "This field is required.",
+            "extra_forbidden": f"Unknown field {field!r}.",
+        }
         raise ValidationError(messages.get(first["type"], first["msg"]), field) from None
 
 
