@@ -3,8 +3,9 @@
 The middleware has already checked the bearer token (web/middleware.py) and maps
 every domain error to {"error": {...}}. Views here only read the request through
 its models (web/api_models.py) and call the Scheduler, which applies the rules and
-writes the audit log. Each route is declared with what the OpenAPI document says of
-it (web/api_routes.py); the document covers these and the recordings' API routes.
+writes the audit log; what a view returns is written through its route's answer
+model. Each route is declared with what the OpenAPI document says of it
+(web/api_routes.py); the document covers these and the recordings' API routes.
 """
 
 from __future__ import annotations

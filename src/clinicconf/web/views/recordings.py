@@ -342,7 +342,7 @@ async def delete_from_page(request: web.Request) -> web.Response:
 # --- the JSON API ----------------------------------------------------------------------
 
 
-def recording_json(request: web.Request, recording: Recording) -> models.Recording:
+def recording_answer(request: web.Request, recording: Recording) -> models.Recording:
     return models.Recording(
         id=recording.id,
         event=models.RecordedEvent(id=recording.event_id, title=recording.event_title),
@@ -361,7 +361,7 @@ def recording_json(request: web.Request, recording: Recording) -> models.Recordi
     )
 
 
-def file_json(
+def file_answer(
     request: web.Request, recording: Recording, file: RecordingFile
 ) -> models.RecordingFile:
     base = request.app[keys.SETTINGS].public_base_url
@@ -387,7 +387,7 @@ async def list_patient_recordings(request: web.Request) -> models.PatientRecordi
     recordings = await request.app[keys.RECORDINGS].for_patient(patient.id)
     reachable, hidden = split_reachable(user, recordings)
     return models.PatientRecordings(
-        recordings=[recording_json(request, r) for r in reachable], not_shown=hidden
+        recordings=[recording_answer(request, r) for r in reachable], not_shown=hidden
     )
 
 
@@ -403,8 +403,8 @@ async def get_recording(request: web.Request) -> models.RecordingDetail:
     recording = await reachable_recording(request)
     files = request.app[keys.RECORDINGS].files(recording)
     return models.RecordingDetail(
-        **dict(recording_json(request, recording)),
-        files=[file_json(request, recording, f) for f in files],
+        **dict(recording_answer(request, recording)),
+        files=[file_answer(request, recording, f) for f in files],
     )
 
 
