@@ -19,7 +19,8 @@ from ..config import Settings
 from ..db import Database, Row, utc_now
 from ..errors import NotFound
 from ..links import JoinLinks
-from ..scheduling import Event, Patient, PersonKind, Scheduler, Staff
+from ..schedule import Event, Patient, PersonKind, Staff
+from ..scheduling import Scheduler
 from ..timespan import describe_span
 from .calendar import CalendarEntry, CalendarMethod, calendar_file
 from .delivery import DeliveryError, EmailOut, OutgoingMessage, SmsOut

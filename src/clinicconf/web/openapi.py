@@ -21,7 +21,7 @@ from typing import Any, Final, Literal, TypeVar
 
 from ..errors import ValidationError
 from ..notify.outbox import Channel
-from ..scheduling import (
+from ..schedule import (
     EventInput,
     EventType,
     EventTypeInput,

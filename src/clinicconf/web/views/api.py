@@ -17,7 +17,7 @@ from typing import Any, Final, TypeVar
 from aiohttp import web
 
 from ...errors import BadRequest, ClinicConfError, NotFound, ValidationError
-from ...scheduling import (
+from ...schedule import (
     Event,
     EventInput,
     EventTypeInput,

@@ -17,7 +17,7 @@ from ...db import Row
 from ...errors import BadRequest, Conflict, ValidationError
 from ...notify import outbox
 from ...notify.outbox import Channel
-from ...scheduling import (
+from ...schedule import (
     Event,
     EventInput,
     Patient,
