@@ -27,7 +27,7 @@ from .moderation import Member, Permission
 from .recording.jobs import Composer
 from .recording.lifecycle import ConferenceRecording
 from .recording.store import Attendee
-from .scheduling import Event
+from .schedule import Event
 from .sfu.room import RoomFactory
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
-from ..scheduling import Event
+from ..schedule import Event
 from ..sfu.recorder import Recorder
 from ..sfu.room import Room
 from .jobs import Composer

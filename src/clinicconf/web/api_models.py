@@ -17,7 +17,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from .. import scheduling as domain
+from .. import schedule as domain
 from ..errors import ValidationError
 from ..notify.outbox import Channel
 

@@ -17,7 +17,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from ...errors import ValidationError
-from ...scheduling import Event, EventType, Patient, PersonKind, Staff
+from ...schedule import Event, EventType, Patient, PersonKind, Staff
 from .. import api_models as models
 from .. import openapi
 from ..api_routes import Answer, ApiRoutes, path_id, read_body, read_query

@@ -18,7 +18,7 @@ from aiohttp import web
 from ... import audit, keys, names
 from ...db import utc_now
 from ...links import JoinLink, LinkWindow
-from ...scheduling import Event, Patient, Staff
+from ...schedule import Event, Patient, Staff
 from ..forms import FormData, FormErrors, read_form
 from ..rendering import render
 
