@@ -12,16 +12,16 @@ from aiohttp.test_utils import TestClient
 
 from clinicconf import keys
 from clinicconf.accounts import StaffUser
-from clinicconf.scheduling import (
+from clinicconf.schedule import (
     EventInput,
     EventType,
     EventTypeInput,
     Patient,
     PatientInput,
     SavedEvent,
-    Scheduler,
     StaffInput,
 )
+from clinicconf.scheduling import Scheduler
 from clinicconf.web.middleware import CSRF_COOKIE
 
 from .conftest import Account

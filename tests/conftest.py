@@ -15,7 +15,8 @@ from aiohttp.test_utils import TestClient
 from clinicconf import accounts, keys
 from clinicconf.app import create_app
 from clinicconf.config import Forwarding, Settings
-from clinicconf.scheduling import Scheduler, StaffInput
+from clinicconf.schedule import StaffInput
+from clinicconf.scheduling import Scheduler
 from clinicconf.security import hash_password
 
 ADMIN_PASSWORD = "correct horse battery"

@@ -14,14 +14,14 @@ from clinicconf.accounts import StaffUser
 from clinicconf.app import create_app
 from clinicconf.config import Settings
 from clinicconf.db import Row, to_db_time, utc_now
-from clinicconf.scheduling import (
+from clinicconf.schedule import (
     Event,
     EventInput,
     EventTypeInput,
     PatientInput,
-    Scheduler,
     StaffInput,
 )
+from clinicconf.scheduling import Scheduler
 
 from .conftest import AiohttpClient
 from .servers import wait_until

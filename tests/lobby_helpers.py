@@ -25,7 +25,7 @@ from clinicconf.accounts import StaffUser
 from clinicconf.config import Forwarding, Settings
 from clinicconf.db import utc_now
 from clinicconf.links import LinkKind
-from clinicconf.scheduling import EventInput, EventTypeInput, PatientInput
+from clinicconf.schedule import EventInput, EventTypeInput, PatientInput
 
 from .conftest import LOOPBACK_ICE, Account
 

@@ -46,7 +46,7 @@ from clinicconf.config import Settings
 from clinicconf.db import utc_now
 from clinicconf.links import LinkKind
 from clinicconf.recording.files import COMPOSED
-from clinicconf.scheduling import Event, EventInput, EventType, EventTypeInput, PatientInput
+from clinicconf.schedule import Event, EventInput, EventType, EventTypeInput, PatientInput
 from clinicconf.security import new_token
 from clinicconf.web.middleware import CSRF_HEADER
 from clinicconf.web.views import lobby

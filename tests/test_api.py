@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from clinicconf import keys
-from clinicconf.web import openapi
+from clinicconf.web.views.api import document
 
 from .conftest import Account, api
 
@@ -47,7 +47,7 @@ def conforms(value: Any, schema: dict[str, Any], where: str = "body") -> None:
     JSON Schema the document uses)."""
     if "$ref" in schema:
         name = schema["$ref"].removeprefix("#/components/schemas/")
-        schema = openapi.document()["components"]["schemas"][name]
+        schema = document()["components"]["schemas"][name]
     if "anyOf" in schema:
         failures = []
         for option in schema["anyOf"]:
@@ -89,7 +89,7 @@ def json_schema(content: dict[str, Any]) -> dict[str, Any]:
 
 
 def operation(method: str, path: str) -> dict[str, Any]:
-    found: dict[str, Any] = openapi.document()["paths"][path][method.lower()]
+    found: dict[str, Any] = document()["paths"][path][method.lower()]
     return found
 
 
@@ -201,9 +201,9 @@ def event_body(clinic: Clinic, staff_ids: list[int], **changes: Any) -> dict[str
 async def test_openapi_document_describes_exactly_the_registered_routes(client: Client) -> None:
     async with client.get(PREFIX + "/openapi.json") as resp:  # no token needed
         assert resp.status == 200
-        document = await resp.json()
-    assert document == openapi.document()
-    assert document["openapi"].startswith("3.1")
+        served = await resp.json()
+    assert served == document()
+    assert served["openapi"].startswith("3.1")
 
     registered = {}
     for route in client.app.router.routes():
@@ -213,7 +213,7 @@ async def test_openapi_document_describes_exactly_the_registered_routes(client: 
             registered[(route.method.lower(), path.removeprefix(PREFIX))] = route.handler
     documented = {
         (method, path): operation
-        for path, item in document["paths"].items()
+        for path, item in served["paths"].items()
         for method, operation in item.items()
     }
     assert set(documented) == set(registered)
@@ -224,17 +224,16 @@ async def test_openapi_document_describes_exactly_the_registered_routes(client: 
 
 
 def test_every_reference_in_the_document_resolves() -> None:
-    document = openapi.document()
-    text = repr(document)
-    for name in re.findall(r"#/components/schemas/(\w+)", text):
-        assert name in document["components"]["schemas"]
+    served = document()
+    for name in re.findall(r"#/components/schemas/(\w+)", repr(served)):
+        assert name in served["components"]["schemas"]
 
 
 # --- authentication -----------------------------------------------------------------
 
 PROTECTED = [
     (method.upper(), path)
-    for path, item in openapi.document()["paths"].items()
+    for path, item in document()["paths"].items()
     for method, operation in item.items()
     if operation.get("security") != []
 ]
@@ -437,6 +436,21 @@ async def test_a_wrong_event_is_refused_naming_the_field_and_nothing_written(
         answer = await call(client, staff, "POST", "/events", without, expect=422)
         assert error(answer) == ("invalid", missing)
     assert await row_counts(client.app) == before
+
+
+async def test_a_refusal_says_in_words_what_is_wrong(
+    client: Client, staff: Account, clinic: Clinic
+) -> None:
+    body = event_body(clinic, [staff.id])
+    untitled = {k: v for k, v in body.items() if k != "title"}
+    for sent, message in [
+        (body | {"titel": "typo"}, "Unknown field 'titel'."),
+        (untitled, "This field is required."),
+        (body | {"start": "next Tuesday"}, "Must be an ISO 8601 time with a time zone offset"),
+        (body | {"event_type_id": "1"}, "Input should be a valid integer"),
+    ]:
+        answer = await call(client, staff, "POST", "/events", sent, expect=422)
+        assert answer["error"]["message"].startswith(message), answer
 
 
 WRONG_EVENT_TYPES: list[tuple[dict[str, Any], str]] = [

@@ -23,7 +23,7 @@ from clinicconf.conference.coordinator import Conference
 from clinicconf.conference.identity import Closing, Identity
 from clinicconf.conference.media import Attendee, ConferenceMedia, MediaRoster
 from clinicconf.db import Database, to_db_time, utc_now
-from clinicconf.scheduling import Event, EventType, Patient, Staff
+from clinicconf.schedule import Event, EventType, Patient, Staff
 
 ADA = Identity("staff", "Ada Admin", 1)
 PAT = Identity("patient", "Pat One", 2)

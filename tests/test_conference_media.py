@@ -14,7 +14,7 @@ from aiohttp import web
 
 from clinicconf import audit, keys
 from clinicconf.db import utc_now
-from clinicconf.scheduling import EventInput
+from clinicconf.schedule import EventInput
 
 from .lobby_helpers import Client, Lobby
 from .lobby_helpers import lobby as lobby

@@ -15,7 +15,7 @@ import pytest
 from icalendar import Calendar
 
 from clinicconf.config import Settings
-from clinicconf.scheduling import EventInput
+from clinicconf.schedule import EventInput
 
 from .conftest import AiohttpClient
 from .consultation import (

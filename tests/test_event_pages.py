@@ -16,7 +16,7 @@ from clinicconf import audit, keys
 from clinicconf.config import Settings
 from clinicconf.db import to_db_time, utc_now
 from clinicconf.notify import outbox
-from clinicconf.scheduling import Patient
+from clinicconf.schedule import Patient
 
 from .clinic import CLINIC_ZONE, Clinic, build_clinic, sign_in
 from .conftest import Account

@@ -4,14 +4,20 @@ by another process (a backup tool, a second server started by mistake)."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from clinicconf import db as storage
 from clinicconf import keys
+from clinicconf.db import Database
+from clinicconf.errors import ServerBusy
 
 from .conftest import Account
 
@@ -62,3 +68,25 @@ async def test_a_database_held_by_another_process_is_waited_for_then_reported_bu
     async with client.get("/api/v1/patients", headers=staff.auth) as resp:
         listed = await resp.json()
     assert [p["record_number"] for p in listed].count("R-2") == 1
+
+
+async def test_only_a_held_database_is_server_busy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage, "BUSY_TIMEOUT_MS", 50)  # a short wait, for a fast test
+    path = tmp_path / "clinic.db"
+    db = await Database.open(path)
+    try:
+        await db.execute("CREATE TABLE notes (text TEXT)")
+        with closing(sqlite3.connect(path, isolation_level=None)) as holder:
+            holder.execute("BEGIN IMMEDIATE")
+            with pytest.raises(ServerBusy):
+                await db.execute("INSERT INTO notes VALUES ('kept out')")
+            holder.execute("COMMIT")
+        await db.execute("INSERT INTO notes VALUES ('let in')")
+        assert [row["text"] for row in await db.fetchall("SELECT text FROM notes")] == ["let in"]
+        # Any other trouble with a statement stays what it is.
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            await db.fetchall("SELECT * FROM missing")
+    finally:
+        await db.close()

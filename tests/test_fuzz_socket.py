@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from clinicconf import keys
 from clinicconf.db import utc_now
 from clinicconf.moderation import Permission
-from clinicconf.scheduling import EventInput
+from clinicconf.schedule import EventInput
 from clinicconf.web.views.lobby import _HANDLERS
 
 from .fuzzing import REPEATABLE

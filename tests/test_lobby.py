@@ -12,7 +12,7 @@ from aiohttp import web
 
 from clinicconf import audit, keys
 from clinicconf.config import Settings
-from clinicconf.scheduling import EventInput
+from clinicconf.schedule import EventInput
 
 from .lobby_helpers import GRACE_SECONDS, Client, Lobby, Page, by_name
 from .lobby_helpers import lobby as lobby

@@ -20,7 +20,7 @@ from aiohttp import web
 from clinicconf import audit, keys
 from clinicconf.accounts import StaffUser
 from clinicconf.db import utc_now
-from clinicconf.scheduling import EventInput, EventTypeInput, PatientInput
+from clinicconf.schedule import EventInput, EventTypeInput, PatientInput
 from clinicconf.web.views import lobby as lobby_view
 from clinicconf.web.views.lobby import FLOOD_MESSAGES, MAX_MESSAGE_BYTES
 

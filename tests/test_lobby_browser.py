@@ -20,7 +20,7 @@ from playwright.async_api import Browser, Locator, Page, expect
 from clinicconf import keys
 from clinicconf.config import Settings
 from clinicconf.links import LinkKind
-from clinicconf.scheduling import EventInput
+from clinicconf.schedule import EventInput
 
 from .browser import chromium, new_context, serve, served_settings, watch_errors
 from .clinic import CLINIC_ZONE, Clinic, build_clinic

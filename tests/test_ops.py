@@ -25,7 +25,8 @@ from clinicconf.config import Settings
 from clinicconf.db import Database
 from clinicconf.errors import Conflict
 from clinicconf.links import JoinLinks
-from clinicconf.scheduling import Scheduler, StaffInput
+from clinicconf.schedule import StaffInput
+from clinicconf.scheduling import Scheduler
 from clinicconf.security import load_or_create_secret_key
 
 from .servers import (

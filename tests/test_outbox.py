@@ -12,7 +12,7 @@ from clinicconf import keys
 from clinicconf.app import create_app
 from clinicconf.config import Settings
 from clinicconf.db import Database, to_db_time, utc_now
-from clinicconf.scheduling import EventInput
+from clinicconf.schedule import EventInput
 
 from .conftest import AiohttpClient
 from .consultation import (

@@ -20,7 +20,7 @@ from clinicconf.config import Settings
 from clinicconf.db import utc_now
 from clinicconf.errors import PermissionDenied
 from clinicconf.links import LinkKind
-from clinicconf.scheduling import EventInput, EventTypeInput, PatientInput
+from clinicconf.schedule import EventInput, EventTypeInput, PatientInput
 
 from .conftest import ADMIN_PASSWORD, LOOPBACK_ICE, Account, make_account
 

@@ -24,15 +24,15 @@ from clinicconf.db import Database, migration_files, to_db_time, utc_now
 from clinicconf.links import JoinLinks
 from clinicconf.recording.files import COMPOSED
 from clinicconf.recording.store import Attendee, Recordings
-from clinicconf.scheduling import (
+from clinicconf.schedule import (
     NOT_ON_EVENT,
     Event,
     EventInput,
     EventTypeInput,
     PatientInput,
-    Scheduler,
     StaffInput,
 )
+from clinicconf.scheduling import Scheduler
 from clinicconf.security import load_or_create_secret_key
 from clinicconf.web.close_codes import close_code
 

@@ -18,7 +18,7 @@ from clinicconf import audit, keys
 from clinicconf.conference.identity import Closing
 from clinicconf.config import Settings
 from clinicconf.db import utc_now
-from clinicconf.scheduling import EventInput
+from clinicconf.schedule import EventInput
 from clinicconf.web.close_codes import close_code
 
 from .browser import serve, served_settings

@@ -15,7 +15,7 @@ from clinicconf.conference.identity import Closing
 from clinicconf.conference.persistence import ConferenceStates
 from clinicconf.db import Database, migration_files
 from clinicconf.links import JoinLinks
-from clinicconf.scheduling import EventInput, EventTypeInput, PatientInput
+from clinicconf.schedule import EventInput, EventTypeInput, PatientInput
 from clinicconf.security import load_or_create_secret_key
 
 from .conftest import Account

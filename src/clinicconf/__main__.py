@@ -21,7 +21,8 @@ from .config import ConfigError, Settings, load_settings
 from .db import Database
 from .errors import ClinicConfError, NotFound
 from .links import JoinLinks
-from .scheduling import Scheduler, StaffInput
+from .schedule import StaffInput
+from .scheduling import Scheduler
 from .security import hash_password, load_or_create_secret_key
 from .web.logging import RedactingAccessLogger, redact_tokens_in_logs
 

@@ -18,6 +18,7 @@ from .owner_only import owner_only_directory
 from .recording.jobs import Composer
 from .recording.store import Recordings
 from .scheduling import Scheduler
+from .scheduling.records import ScheduleRecords
 from .security import load_or_create_secret_key
 from .sfu import ice
 from .sfu.passthrough import verify_aiortc
@@ -75,7 +76,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     """The outbox sender, the live conferences, and the Scheduler that tells both."""
     settings, db = app[keys.SETTINGS], app[keys.DATABASE]
     links = JoinLinks(app[keys.SECRET_KEY], settings.public_base_url)
-    sender = OutboxSender(db, settings, links)
+    sender = OutboxSender(db, settings, links, ScheduleRecords(db))
     ice.install(settings)
     if settings.forwarding == "packets":
         await verify_aiortc()  # refuse to start rather than forward nothing

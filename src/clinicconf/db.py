@@ -2,7 +2,8 @@
 
 Every statement goes through `Database`, always with parameters. A single lock
 serialises access to the connection so that one coroutine's transaction never
-sees, or is interleaved with, another's statements.
+sees, or is interleaved with, another's statements. A database held by another
+process for longer than the busy timeout is reported as the domain's ServerBusy.
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
 import aiosqlite
 
+from .errors import ServerBusy
 from .owner_only import create_owner_only_file, owner_only_directory
 
 log = logging.getLogger(__name__)
@@ -93,17 +95,18 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         async with self._lock:
-            try:
-                # IMMEDIATE takes the write lock now, so a concurrent writer (the CLI)
-                # waits on busy_timeout instead of failing half-way.
-                await self._conn.execute("BEGIN IMMEDIATE")
-                yield Transaction(self._conn)
-            except BaseException:
-                # Also when cancelled while BEGIN was still queued: the rollback runs
-                # after it on the connection's thread, and is a no-op without one.
-                await self._conn.rollback()
-                raise
-            await self._conn.commit()
+            with _busy_as_server_busy():
+                try:
+                    # IMMEDIATE takes the write lock now, so a concurrent writer (the CLI)
+                    # waits on busy_timeout instead of failing half-way.
+                    await self._conn.execute("BEGIN IMMEDIATE")
+                    yield Transaction(self._conn)
+                except BaseException:
+                    # Also when cancelled while BEGIN was still queued: the rollback runs
+                    # after it on the connection's thread, and is a no-op without one.
+                    await self._conn.rollback()
+                    raise
+                await self._conn.commit()
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         async with self.transaction() as tx:
@@ -111,19 +114,22 @@ class Database:
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Row | None:
         async with self._lock:
-            return await Transaction(self._conn).fetchone(sql, params)
+            with _busy_as_server_busy():
+                return await Transaction(self._conn).fetchone(sql, params)
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Row]:
         async with self._lock:
-            return await Transaction(self._conn).fetchall(sql, params)
+            with _busy_as_server_busy():
+                return await Transaction(self._conn).fetchall(sql, params)
 
     async def migrate(self, migrations_dir: Path = MIGRATIONS_DIR) -> list[str]:
         """Apply the numbered .sql files not yet recorded; returns the names applied."""
         async with self._lock:
-            await self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-            )
+            with _busy_as_server_busy():
+                await self._conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                    " name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+                )
         applied = {row["name"] for row in await self.fetchall("SELECT name FROM schema_migrations")}
         done = []
         for path in migration_files(migrations_dir):
@@ -139,6 +145,20 @@ class Database:
             log.info("applied migration %s", path.name)
             done.append(path.name)
         return done
+
+
+@contextmanager
+def _busy_as_server_busy() -> Iterator[None]:
+    """SQLite's answer when another connection (a backup tool, a second server) holds
+    the database past the busy timeout becomes ServerBusy: what was begun is rolled
+    back, and the request may be sent again."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        # The primary result code; an extended one (SQLITE_BUSY_SNAPSHOT...) adds bits above.
+        if exc.sqlite_errorcode & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            raise ServerBusy() from exc
+        raise
 
 
 def migration_files(migrations_dir: Path = MIGRATIONS_DIR) -> list[Path]:

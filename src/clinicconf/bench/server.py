@@ -19,7 +19,8 @@ from ..accounts import StaffUser
 from ..config import Forwarding, Settings
 from ..db import Database, utc_now
 from ..links import JoinLinks
-from ..scheduling import EventInput, EventTypeInput, Scheduler, StaffInput
+from ..schedule import EventInput, EventTypeInput, StaffInput
+from ..scheduling import Scheduler
 from ..security import load_or_create_secret_key
 
 HOST: Final = "127.0.0.1"

@@ -5,7 +5,7 @@ cancels an event, closed with the server."""
 from __future__ import annotations
 
 from ..db import Database, utc_now
-from ..scheduling import Event
+from ..schedule import Event
 from .coordinator import Conference
 from .identity import Closing
 from .media import MediaFactory

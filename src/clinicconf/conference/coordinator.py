@@ -16,7 +16,7 @@ from .. import audit
 from ..db import Database, utc_now
 from ..errors import PermissionDenied, Refused
 from ..moderation import Permission
-from ..scheduling import Event
+from ..schedule import Event
 from . import visibility
 from .admission import Knock
 from .gathering import Gathering

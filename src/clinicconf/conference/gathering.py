@@ -15,7 +15,7 @@ from .. import audit
 from ..db import Database
 from ..errors import Refused
 from ..moderation import Permission
-from ..scheduling import Event
+from ..schedule import Event
 from . import visibility
 from .admission import Admission, KeptOut, Knock
 from .identity import Closing, Identity, Page, Subscriber

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..moderation import Member
-from ..scheduling import Event
+from ..schedule import Event
 from .identity import ParticipantKind
 
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from ..moderation import Permission
-from ..scheduling import Event
+from ..schedule import Event
 from .identity import Identity, ParticipantKind, Subscriber
 from .presence import Participant, Presence
 

@@ -1,8 +1,9 @@
 """The messages themselves, rendered from an outbox row when it is sent.
 
 The row names only the kind of message, the event and the recipient: the event's
-details are read as they are now, and the recipient's join link is derived again
-here, so that no link is ever stored with a message.
+details are read as they are now (through an EventReader, which the app gives the
+outbox sender), and the recipient's join link is derived again here, so that no link
+is ever stored with a message.
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
-from typing import Final
+from typing import Final, Protocol
 from urllib.parse import urlsplit
 
 from ..config import Settings
 from ..db import Database, Row, utc_now
 from ..errors import NotFound
 from ..links import JoinLinks
-from ..scheduling import Event, Patient, PersonKind, Scheduler, Staff
+from ..schedule import Event, Patient, PersonKind, Staff
 from ..timespan import describe_span
 from .calendar import CalendarEntry, CalendarMethod, calendar_file
 from .delivery import DeliveryError, EmailOut, OutgoingMessage, SmsOut
@@ -29,18 +30,30 @@ from .outbox import MessageKind
 SMS_TITLE_LENGTH: Final = 60
 
 
-async def compose(db: Database, settings: Settings, links: JoinLinks, row: Row) -> OutgoingMessage:
+class EventReader(Protocol):
+    """What a message needs of the schedule, read as it is now; each raises NotFound
+    for what is gone (clinicconf.scheduling.ScheduleRecords is one)."""
+
+    async def get_event(self, event_id: int) -> Event: ...
+
+    async def get_staff(self, staff_id: int) -> Staff: ...
+
+    async def get_patient(self, patient_id: int) -> Patient: ...
+
+
+async def compose(
+    db: Database, settings: Settings, links: JoinLinks, events: EventReader, row: Row
+) -> OutgoingMessage:
     """The email or text message for an outbox row; raises DeliveryError when there is
     none to send any more (no address, the event or the person gone)."""
     kind: MessageKind = row["kind"]
     person_kind: PersonKind = row["recipient_kind"]
-    scheduler = Scheduler(db, links, settings.phone_region)
     try:
-        event = await scheduler.get_event(row["event_id"])
+        event = await events.get_event(row["event_id"])
         person = event.person(person_kind, row["recipient_id"])
         on_event = person is not None
         if person is None:  # taken off the event since: the cancellation still goes out
-            person = await _find_person(scheduler, person_kind, row["recipient_id"])
+            person = await _find_person(events, person_kind, row["recipient_id"])
     except NotFound as exc:
         raise DeliveryError(
             "not sent: the event or the recipient no longer exists", permanent=True
@@ -63,10 +76,10 @@ async def compose(db: Database, settings: Settings, links: JoinLinks, row: Row) 
     return EmailOut(row["id"], letter.email(kind, person.email))
 
 
-async def _find_person(scheduler: Scheduler, kind: PersonKind, person_id: int) -> Staff | Patient:
+async def _find_person(events: EventReader, kind: PersonKind, person_id: int) -> Staff | Patient:
     if kind == "staff":
-        return await scheduler.get_staff(person_id)
-    return await scheduler.get_patient(person_id)
+        return await events.get_staff(person_id)
+    return await events.get_patient(person_id)
 
 
 def _check_still_wanted(kind: MessageKind, event: Event, on_event: bool) -> None:

@@ -3,13 +3,17 @@ that causes them, and a background sender delivers them with retry and backoff."
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
-from ..db import Database, Row, Transaction, to_db_time, utc_now
+from ..db import Database, Transaction, to_db_time, utc_now
 
 MessageKind = Literal["invitation", "join_link", "cancellation"]
 Channel = Literal["email", "sms"]
 RecipientKind = Literal["staff", "patient"]
+# superseded: replaced, before it was sent, by a newer message of the same kind;
+# saved: kept on the server, as nothing is configured to send it (notify/undelivered.py).
+Status = Literal["pending", "sent", "saved", "failed", "superseded"]
 
 
 async def enqueue(
@@ -37,9 +41,23 @@ async def enqueue(
     )
 
 
-async def deliveries(db: Database, event_id: int) -> list[Row]:
-    """Every message of an event with its state, newest first, for the event page."""
-    return await db.fetchall(
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One message of an event as it stands, for staff to see."""
+
+    kind: MessageKind
+    channel: Channel
+    # None once the recipient is no longer on file.
+    recipient_name: str | None
+    status: Status
+    attempts: int
+    # Why the last attempt failed, in words fit for staff (DeliveryError's text).
+    last_error: str | None
+
+
+async def entries_for_event(db: Database, event_id: int) -> list[OutboxEntry]:
+    """Every message of an event with its state, newest first."""
+    rows = await db.fetchall(
         "SELECT outbox.*, coalesce(staff.name, patients.name) AS recipient_name FROM outbox"
         " LEFT JOIN staff ON outbox.recipient_kind = 'staff' AND staff.id = outbox.recipient_id"
         " LEFT JOIN patients ON outbox.recipient_kind = 'patient'"
@@ -47,3 +65,14 @@ async def deliveries(db: Database, event_id: int) -> list[Row]:
         " WHERE outbox.event_id = ? ORDER BY outbox.id DESC",
         (event_id,),
     )
+    return [
+        OutboxEntry(
+            kind=row["kind"],
+            channel=row["channel"],
+            recipient_name=row["recipient_name"],
+            status=row["status"],
+            attempts=row["attempts"],
+            last_error=row["last_error"],
+        )
+        for row in rows
+    ]

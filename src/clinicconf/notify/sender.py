@@ -15,7 +15,7 @@ from ..db import Database, Row, from_db_time, to_db_time, utc_now
 from ..links import JoinLinks
 from .delivery import DeliveryError, Transports
 from .email import SmtpTransport
-from .messages import compose
+from .messages import EventReader, compose
 from .sms import VonageTransport
 from .undelivered import UndeliveredFolder
 
@@ -54,10 +54,12 @@ class OutboxSender:
         db: Database,
         settings: Settings,
         links: JoinLinks,
+        events: EventReader,
     ) -> None:
         self._db = db
         self._settings = settings
         self._links = links
+        self._events = events
         self._transports = make_transports(settings)
         self._wakeup = asyncio.Event()
         # One round at a time, whoever starts it: a message is never being sent twice.
@@ -123,7 +125,7 @@ class OutboxSender:
 
     async def _deliver(self, row: Row) -> None:
         try:
-            message = await compose(self._db, self._settings, self._links, row)
+            message = await compose(self._db, self._settings, self._links, self._events, row)
             outcome = await self._transports.send(message)
         except DeliveryError as exc:
             await self._record_failure(row, exc)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..scheduling import Event
+from ..schedule import Event
 from .jobs import Composer
 from .store import Attendee
 

@@ -22,7 +22,7 @@ from .. import audit
 from ..accounts import StaffUser
 from ..db import Database, Row, Transaction, from_db_time, to_db_time, utc_now
 from ..errors import Conflict, NotFound
-from ..scheduling import Event
+from ..schedule import Event
 from .files import COMPOSED, DamagedTrack, damaged_tracks, track_files
 
 State = Literal["recording", "composing", "ready", "failed"]

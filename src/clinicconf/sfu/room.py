@@ -26,10 +26,11 @@ from ..moderation import Kind, Member
 from ..recording.jobs import Composer
 from ..recording.lifecycle import ConferenceRecording
 from ..recording.store import Attendee as RecordedAttendee
-from ..scheduling import Event
+from ..schedule import Event
 from . import ice
 from .forward import Forwarding, TranscodingRelay
-from .passthrough import PacketForwarding, PacketSource
+from .passthrough import PacketForwarding
+from .passthrough.source import PacketSource
 from .peer import BadAnswer, OutOfTurn, Peer
 from .recorder import Recorder, Track
 from .router import recorded, routes

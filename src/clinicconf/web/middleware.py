@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import sqlite3
 from collections.abc import Sequence
 from typing import Final, Literal
 
@@ -181,11 +180,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise web.HTTPSeeOther(URL("/signin").with_query(query)) from exc
     except TooManyAttempts as exc:
         return _try_later(request, exc, exc.retry_after_seconds, "Too many attempts")
-    except sqlite3.OperationalError as exc:
-        if not database_busy(exc):
-            raise
-        busy = ServerBusy()
-        return _try_later(request, busy, busy.retry_after_seconds, "The server is busy")
+    except ServerBusy as exc:
+        return _try_later(request, exc, exc.retry_after_seconds, "The server is busy")
     except ClinicConfError as exc:
         if wants_json(request):
             return json_error(exc.status, exc.code, exc.message, exc.field)
@@ -201,11 +197,6 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if hdrs.ALLOW in exc.headers:  # a 405 says which methods the route has
             response.headers[hdrs.ALLOW] = exc.headers[hdrs.ALLOW]
         return response
-
-
-def database_busy(exc: sqlite3.OperationalError) -> bool:
-    """SQLite's answer when another connection holds the database past the busy timeout."""
-    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _try_later(

@@ -1,194 +1,229 @@
 """The JSON API under /api/v1, for the clinic's EHR and scripts.
 
 The middleware has already checked the bearer token (web/middleware.py) and maps
-every domain error to {"error": {...}}. Views here only read and check the
-request's shape (web/openapi.py declares it) and call the Scheduler, which
-applies the rules and writes the audit log.
+every domain error to {"error": {...}}. Views here only read the request through
+its models (web/api_models.py) and call the Scheduler, which applies the rules and
+writes the audit log; what a view returns is written through its route's answer
+model. Each route is declared with what the OpenAPI document says of it
+(web/api_routes.py); the document covers these and the recordings' API routes.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import re
-from datetime import UTC, datetime, timedelta
-from typing import Any, Final, TypeVar
+import functools
+from datetime import timedelta
+from typing import Any, Final
 
 from aiohttp import web
 
-from ...errors import BadRequest, ClinicConfError, NotFound, ValidationError
-from ...scheduling import (
-    Event,
-    EventInput,
-    EventTypeInput,
-    PatientInput,
-    PersonKind,
-    StaffInput,
-)
+from ...errors import ValidationError
+from ...schedule import Event, EventType, Patient, PersonKind, Staff
+from .. import api_models as models
 from .. import openapi
+from ..api_routes import Answer, ApiRoutes, path_id, read_body, read_query
 from ..middleware import current_user, scheduler_of
-
-T = TypeVar("T")
+from ..openapi import BODY_ERRORS
+from . import recordings
 
 routes = web.RouteTableDef()
+API: Final = ApiRoutes(routes)
 
-PREFIX: Final = "/api/v1"
 # GET /events answers at most this span at once.
 MAX_RANGE: Final = timedelta(days=366)
-_PATH_ID: Final = re.compile(r"[1-9][0-9]{0,18}")
 # The URL names the lists as the event representation does; the domain in the singular.
 _PERSON_KINDS: Final[dict[str, PersonKind]] = {"staff": "staff", "patients": "patient"}
 
-
-class MalformedJson(BadRequest):
-    code = "bad_json"
-
-
-class UnsupportedMediaType(ClinicConfError):
-    status = 415
-    code = "unsupported_media_type"
-
-
-async def read_body(request: web.Request, cls: type[T]) -> T:
-    """The request's JSON object, read into the dataclass `cls` (see openapi.decode).
-    A body over the app's client_max_size is refused by aiohttp with a 413."""
-    if request.content_type != "application/json":
-        raise UnsupportedMediaType("Send the body as application/json.")
-    try:
-        data = json.loads(await request.read())
-    except (ValueError, RecursionError) as exc:  # ValueError includes bad UTF-8
-        raise MalformedJson("The body is not valid JSON.") from exc
-    if not isinstance(data, dict):
-        raise MalformedJson("The body must be a JSON object.")
-    return openapi.decode(cls, data)
+# Refusals that several routes share, as the document words them.
+ADMIN_ONLY: Final = {403: "Only an administrator's token may do this."}
+NO_EVENT: Final = {404: "No event has this id."}
+NOT_ON_EVENT: Final = {
+    403: "Only a token of the event's staff or of an administrator may change the event"
+    " or hand out its links."
+}
 
 
-def path_id(request: web.Request, name: str) -> int:
-    """A row id from the URL. Anything but a positive integer names nothing: 404."""
-    text = request.match_info[name]
-    if _PATH_ID.fullmatch(text) and int(text) <= openapi.MAX_ID:
-        return int(text)
-    raise NotFound(f"No such {name.removesuffix('_id')}.")
+@functools.cache
+def document() -> dict[str, Any]:
+    """The OpenAPI document of every API route: this module's and the recordings'."""
+    return openapi.document([*API.operations, *recordings.API.operations])
 
 
-def query_time(request: web.Request, name: str) -> datetime:
-    value = request.query.get(name)
-    if value is None:
-        raise ValidationError("This query parameter is required.", name)
-    return openapi.parse_time(value, name)
+@API.route(
+    "GET",
+    "/openapi.json",
+    "This document. Needs no token.",
+    Answer(200, "This document.", {"type": "object"}),
+    public=True,
+)
+async def openapi_document(request: web.Request) -> dict[str, Any]:
+    return document()
 
 
-def time_json(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+@API.route(
+    "GET",
+    "/staff",
+    "All staff members, by name.",
+    Answer(200, "The staff members.", models.Staff, many=True),
+)
+async def list_staff(request: web.Request) -> list[Staff]:
+    return await scheduler_of(request).list_staff()
 
 
-def event_json(event: Event) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "title": event.title,
-        "event_type": dataclasses.asdict(event.event_type),
-        "start": time_json(event.start),
-        "end": time_json(event.end),
-        "status": event.status,
-        "record_patient_id": event.record_patient_id,
-        # Names only: the event's other participants' contact details are not its business.
-        "staff": [{"id": s.id, "name": s.name} for s in event.staff],
-        "patients": [{"id": p.id, "name": p.name} for p in event.patients],
-    }
+@API.route(
+    "POST",
+    "/staff",
+    "Add a staff member (administrators only).",
+    Answer(201, "The new staff member.", models.Staff),
+    body=models.StaffInput,
+    errors=ADMIN_ONLY | {409: "A staff member has this email address already."},
+)
+async def create_staff(request: web.Request) -> Staff:
+    data = (await read_body(request, models.StaffInput)).to_domain()
+    return await scheduler_of(request).create_staff(current_user(request), data)
 
 
-def _created(obj: Any) -> web.Response:
-    return web.json_response(dataclasses.asdict(obj), status=201)
+@API.route(
+    "GET",
+    "/patients",
+    "All patients, by name.",
+    Answer(200, "The patients.", models.Patient, many=True),
+)
+async def list_patients(request: web.Request) -> list[Patient]:
+    return await scheduler_of(request).list_patients()
 
 
-@routes.get(PREFIX + "/openapi.json")
-async def openapi_document(request: web.Request) -> web.Response:
-    return web.json_response(openapi.document())
+@API.route(
+    "POST",
+    "/patients",
+    "Add a patient.",
+    Answer(201, "The new patient.", models.Patient),
+    body=models.PatientInput,
+    errors={409: "A patient has this record number already."},
+)
+async def create_patient(request: web.Request) -> Patient:
+    data = (await read_body(request, models.PatientInput)).to_domain()
+    return await scheduler_of(request).create_patient(current_user(request), data)
 
 
-@routes.get(PREFIX + "/staff")
-async def list_staff(request: web.Request) -> web.Response:
-    return web.json_response(
-        [dataclasses.asdict(s) for s in await scheduler_of(request).list_staff()]
-    )
+@API.route(
+    "GET",
+    "/event-types",
+    "All event types, by name.",
+    Answer(200, "The event types.", models.EventType, many=True),
+)
+async def list_event_types(request: web.Request) -> list[EventType]:
+    return await scheduler_of(request).list_event_types()
 
 
-@routes.post(PREFIX + "/staff")
-async def create_staff(request: web.Request) -> web.Response:
-    data = await read_body(request, StaffInput)
-    return _created(await scheduler_of(request).create_staff(current_user(request), data))
+@API.route(
+    "POST",
+    "/event-types",
+    "Add an event type (administrators only).",
+    Answer(201, "The new event type.", models.EventType),
+    body=models.EventTypeInput,
+    errors=ADMIN_ONLY
+    | {
+        409: "An event type has this name already.",
+        422: BODY_ERRORS[422] + " public_conference is refused without video_conferencing.",
+    },
+)
+async def create_event_type(request: web.Request) -> EventType:
+    data = (await read_body(request, models.EventTypeInput)).to_domain()
+    return await scheduler_of(request).create_event_type(current_user(request), data)
 
 
-@routes.get(PREFIX + "/patients")
-async def list_patients(request: web.Request) -> web.Response:
-    patients = await scheduler_of(request).list_patients()
-    return web.json_response([dataclasses.asdict(p) for p in patients])
-
-
-@routes.post(PREFIX + "/patients")
-async def create_patient(request: web.Request) -> web.Response:
-    data = await read_body(request, PatientInput)
-    return _created(await scheduler_of(request).create_patient(current_user(request), data))
-
-
-@routes.get(PREFIX + "/event-types")
-async def list_event_types(request: web.Request) -> web.Response:
-    event_types = await scheduler_of(request).list_event_types()
-    return web.json_response([dataclasses.asdict(t) for t in event_types])
-
-
-@routes.post(PREFIX + "/event-types")
-async def create_event_type(request: web.Request) -> web.Response:
-    data = await read_body(request, EventTypeInput)
-    return _created(await scheduler_of(request).create_event_type(current_user(request), data))
-
-
-@routes.get(PREFIX + "/events")
-async def list_events(request: web.Request) -> web.Response:
-    start, end = query_time(request, "from"), query_time(request, "to")
-    if end <= start:
+@API.route(
+    "GET",
+    "/events",
+    "The events overlapping a time range, cancelled ones included, by start.",
+    Answer(200, "The events.", models.Event, many=True),
+    query=models.EventWindow,
+    errors={422: "from or to is missing or wrong; error.field names it."},
+)
+async def list_events(request: web.Request) -> list[Event]:
+    window = read_query(request, models.EventWindow)
+    if window.end <= window.start:
         raise ValidationError("Must be after from.", "to")
-    if end - start > MAX_RANGE:
+    if window.end - window.start > MAX_RANGE:
         raise ValidationError(f"At most {MAX_RANGE.days} days after from.", "to")
-    events = await scheduler_of(request).events_between(start, end)
-    return web.json_response([event_json(e) for e in events])
+    return await scheduler_of(request).events_between(window.start, window.end)
 
 
-@routes.post(PREFIX + "/events")
-async def create_event(request: web.Request) -> web.Response:
-    data = await read_body(request, EventInput)
+@API.route(
+    "POST",
+    "/events",
+    "Schedule an event. Every linked person with an email address is sent an invitation"
+    " with their own join link.",
+    Answer(201, "The new event.", models.CreatedEvent),
+    body=models.EventInput,
+    errors={
+        422: BODY_ERRORS[422] + " Also: an unknown event type, staff member or patient id,"
+        " an end not after the start."
+    },
+)
+async def create_event(request: web.Request) -> models.CreatedEvent:
+    data = (await read_body(request, models.EventInput)).to_domain()
     saved = await scheduler_of(request).create_event(current_user(request), data)
-    invitations = {"emailed": saved.emailed, "not_emailed": saved.not_emailed}
-    return web.json_response(event_json(saved.event) | {"invitations": invitations}, status=201)
+    return models.CreatedEvent.of(saved)
 
 
-@routes.get(PREFIX + "/events/{event_id}")
-async def get_event(request: web.Request) -> web.Response:
-    event = await scheduler_of(request).get_event(path_id(request, "event_id"))
-    return web.json_response(event_json(event))
+@API.route(
+    "GET",
+    "/events/{event_id}",
+    "One event.",
+    Answer(200, "The event.", models.Event),
+    errors=NO_EVENT,
+)
+async def get_event(request: web.Request) -> Event:
+    return await scheduler_of(request).get_event(path_id(request, "event_id"))
 
 
-@routes.get(PREFIX + "/events/{event_id}/links")
-async def get_links(request: web.Request) -> web.Response:
-    links = await scheduler_of(request).all_links(
+@API.route(
+    "GET",
+    "/events/{event_id}/links",
+    "Every join link of an event (empty lists for an event without video conferencing)."
+    " Handing them out is audited.",
+    Answer(200, "The links.", models.Links),
+    errors=NO_EVENT | NOT_ON_EVENT,
+)
+async def get_links(request: web.Request) -> dict[str, object]:
+    return await scheduler_of(request).all_links(
         current_user(request), path_id(request, "event_id")
     )
-    return web.json_response(links)
 
 
-@routes.post(PREFIX + "/events/{event_id}/cancel")
-async def cancel_event(request: web.Request) -> web.Response:
+@API.route(
+    "POST",
+    "/events/{event_id}/cancel",
+    "Cancel an event: its links stop working and its participants are told.",
+    Answer(200, "The cancelled event.", models.Event),
+    errors=NO_EVENT | NOT_ON_EVENT | {409: "The event is cancelled already."},
+)
+async def cancel_event(request: web.Request) -> Event:
     event_id = path_id(request, "event_id")
-    event = await scheduler_of(request).cancel_event(current_user(request), event_id)
-    return web.json_response(event_json(event))
+    return await scheduler_of(request).cancel_event(current_user(request), event_id)
 
 
-@routes.post(PREFIX + "/events/{event_id}/participants/{kind:staff|patients}/{person_id}/send")
-async def send_link(request: web.Request) -> web.Response:
+@API.route(
+    "POST",
+    "/events/{event_id}/participants/{kind:staff|patients}/{person_id}/send",
+    "Send a participant their join link by SMS or email. The message is queued and"
+    " delivered in the background, with retries.",
+    Answer(202, "The message is queued.", models.Queued),
+    body=models.LinkDelivery,
+    errors=NOT_ON_EVENT
+    | {
+        404: "No event has this id, or the person is not linked to it.",
+        409: "The event is cancelled, or has no video conferencing.",
+        422: BODY_ERRORS[422] + " Also: the person has no phone number (sms) or no email"
+        " address (email); error.field is channel.",
+    },
+)
+async def send_link(request: web.Request) -> models.Queued:
     event_id, person_id = path_id(request, "event_id"), path_id(request, "person_id")
     kind = _PERSON_KINDS[request.match_info["kind"]]
-    data = await read_body(request, openapi.LinkDelivery)
+    data = await read_body(request, models.LinkDelivery)
     await scheduler_of(request).send_link(
         current_user(request), event_id, kind, person_id, data.channel
     )
-    return web.json_response({"status": "queued", "channel": data.channel}, status=202)
+    return models.Queued(status="queued", channel=data.channel)

@@ -9,7 +9,7 @@ from aiohttp import web
 from ... import accounts, keys
 from ...accounts import StaffUser
 from ...errors import ValidationError
-from ...scheduling import StaffInput
+from ...schedule import StaffInput
 from ...security import hash_password
 from ...throttle import in_minutes, record_lockout
 from ..forms import FormData, FormErrors, field_errors, kept_input, read_form

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from ... import accounts
 from ...errors import Conflict, PermissionDenied, ValidationError
-from ...scheduling import (
+from ...schedule import (
     EventType,
     EventTypeInput,
     Patient,

@@ -13,11 +13,10 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from ... import keys
-from ...db import Row
 from ...errors import BadRequest, Conflict, ValidationError
 from ...notify import outbox
-from ...notify.outbox import Channel
-from ...scheduling import (
+from ...notify.outbox import Channel, OutboxEntry
+from ...schedule import (
     Event,
     EventInput,
     Patient,
@@ -154,24 +153,24 @@ class Delivery:
     status: str
 
     @classmethod
-    def from_row(cls, row: Row) -> Delivery:
-        if row["status"] == "sent":
+    def of(cls, entry: OutboxEntry) -> Delivery:
+        if entry.status == "sent":
             status = "Sent"
-        elif row["status"] == "failed":
-            status = f"Failed: {row['last_error']}"
-        elif row["status"] == "superseded":
+        elif entry.status == "failed":
+            status = f"Failed: {entry.last_error}"
+        elif entry.status == "superseded":
             status = "Not sent: replaced by a newer message"
-        elif row["status"] == "saved":
-            status = _NOT_CONFIGURED[row["channel"]]
-        elif row["attempts"] == 0:
+        elif entry.status == "saved":
+            status = _NOT_CONFIGURED[entry.channel]
+        elif entry.attempts == 0:
             status = "Waiting to be sent"
         else:
-            status = f"Waiting to retry (attempt {row['attempts']}): {row['last_error']}"
+            status = f"Waiting to retry (attempt {entry.attempts}): {entry.last_error}"
         return cls(
-            kind=_MESSAGE_KINDS[row["kind"]],
-            channel=_CHANNEL_NAMES[row["channel"]],
-            recipient=row["recipient_name"] or "(no longer on file)",
-            state=row["status"],
+            kind=_MESSAGE_KINDS[entry.kind],
+            channel=_CHANNEL_NAMES[entry.channel],
+            recipient=entry.recipient_name or "(no longer on file)",
+            state=entry.status,
             status=status,
         )
 
@@ -262,7 +261,7 @@ async def show_event(request: web.Request) -> web.Response:
     record_patient = (
         await scheduler.get_patient(event.record_patient_id) if event.record_patient_id else None
     )
-    rows = await outbox.deliveries(request.app[keys.DATABASE], event.id)
+    entries = await outbox.entries_for_event(request.app[keys.DATABASE], event.id)
     return render(
         request,
         "event.html",
@@ -275,7 +274,7 @@ async def show_event(request: web.Request) -> web.Response:
         emailed=[p.name for p in people if p.email],
         not_emailed=[p.name for p in people if not p.email],
         just_cancelled="cancelled" in request.query and event.cancelled,
-        deliveries=[Delivery.from_row(row) for row in rows],
+        deliveries=[Delivery.of(entry) for entry in entries],
         recordings=listing(request, user, await request.app[keys.RECORDINGS].for_event(event.id)),
         recording_deleted="recording_deleted" in request.query,
     )

@@ -20,7 +20,7 @@ from ...conference.identity import Identity
 from ...conference.visibility import seen_by
 from ...db import utc_now
 from ...links import JoinLink, LinkWindow
-from ...scheduling import Event, Patient, Staff
+from ...schedule import Event, Patient, Staff
 from ..forms import FormData, FormErrors, read_form
 from ..rendering import render
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sqlite3
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -24,7 +23,7 @@ from ...conference.identity import Closing, Identity, ParticipantKind
 from ...conference.visibility import now_ms
 from ...errors import PermissionDenied, Refused, ServerBusy
 from ..close_codes import close_code, close_text
-from ..middleware import client_address, database_busy
+from ..middleware import client_address
 from ..socket import PROTOCOL_VERSION, PageConnection
 from .join import MAX_DISPLAY_NAME, open_join_link
 
@@ -275,10 +274,8 @@ async def _answer(session: Session, text: str) -> bool:
         await _reply(session, _error(message_id, "not_host", exc.message))
     except Refused as exc:
         await _reply(session, _error(message_id, exc.reason, exc.message))
-    except sqlite3.OperationalError as exc:
-        if not database_busy(exc):
-            raise
-        await _reply(session, _error(message_id, ServerBusy.code, ServerBusy().message))
+    except ServerBusy as exc:
+        await _reply(session, _error(message_id, exc.code, exc.message))
     else:
         await _reply(session, {"type": "result", "id": message_id, "server_time": now_ms()})
     return True

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from aiohttp import hdrs, web
 
@@ -22,17 +22,24 @@ from ...accounts import StaffUser
 from ...errors import Conflict, NotFound
 from ...recording.files import COMPOSED, track_of
 from ...recording.store import NOT_DELETABLE, Recording, RecordingFile, Recordings
+from .. import api_models as models
+from ..api_routes import PREFIX, Answer, ApiRoutes, path_id
 from ..middleware import current_user, is_api, scheduler_of
 from ..rendering import render
-from .api import PREFIX, path_id, time_json
 
 routes = web.RouteTableDef()
+API: Final = ApiRoutes(routes)
 
 RECORDING: Final = "/recordings/{recording_id}"
 _BACK: Final = re.compile(r"/(patients|events)/[0-9]{1,18}")
 FILE: Final = RECORDING + "/files/{name}"
 _KIND_NAMES: Final = {"audio": "Audio", "video": "Video"}
 _SIZE_UNITS: Final = ("kB", "MB", "GB", "TB")
+# How the API's document words a refusal: one the token may not reach is one that is not.
+NO_RECORDING: Final = {
+    404: "No recording has this id, or it is not this staff member's: only the staff"
+    " linked to the event when it was recorded and the administrators reach a recording."
+}
 
 
 def describe_duration(milliseconds: int) -> str:
@@ -335,67 +342,97 @@ async def delete_from_page(request: web.Request) -> web.Response:
 # --- the JSON API ----------------------------------------------------------------------
 
 
-def recording_json(request: web.Request, recording: Recording) -> dict[str, Any]:
-    store = request.app[keys.RECORDINGS]
-    return {
-        "id": recording.id,
-        "event": {"id": recording.event_id, "title": recording.event_title},
-        "patient_ids": sorted(recording.patient_ids),
-        "started_at": time_json(recording.started_at),
-        "ended_at": None if recording.ended_at is None else time_json(recording.ended_at),
-        "state": recording.state,
-        "interrupted": recording.interrupted,
-        "interruption": recording.interruption,
-        "failure": recording.failure,
-        "progress": percent(recording),
-        "duration_ms": duration_ms(recording),
-        "size_bytes": size_bytes(store, recording),
+def recording_answer(request: web.Request, recording: Recording) -> models.Recording:
+    return models.Recording(
+        id=recording.id,
+        event=models.RecordedEvent(id=recording.event_id, title=recording.event_title),
+        patient_ids=sorted(recording.patient_ids),
+        started_at=recording.started_at,
+        ended_at=recording.ended_at,
+        state=recording.state,
+        interrupted=recording.interrupted,
+        interruption=recording.interruption,
+        failure=recording.failure,
+        progress=percent(recording),
+        duration_ms=duration_ms(recording),
+        size_bytes=size_bytes(request.app[keys.RECORDINGS], recording),
         # Who took part, as the page lists them; whose records hold it: patient_ids.
-        "present": [
-            {"participant": a.participant, "name": a.name, "kind": a.kind}
-            for a in recording.present
-        ],
-    }
+        present=[models.Attendee.model_validate(a) for a in recording.present],
+    )
 
 
-def file_json(request: web.Request, recording: Recording, file: RecordingFile) -> dict[str, Any]:
+def file_answer(
+    request: web.Request, recording: Recording, file: RecordingFile
+) -> models.RecordingFile:
     base = request.app[keys.SETTINGS].public_base_url
-    return {
-        "name": file.name,
-        "kind": file.kind or "composed",
-        "participant": file.participant,
-        "size_bytes": file.size_bytes,
-        "url": f"{base}{PREFIX}/recordings/{recording.id}/files/{file.name}",
-    }
+    url = f"{base}{PREFIX}/recordings/{recording.id}/files/{file.name}"
+    # A file without a kind is the composed one (its track's kind otherwise).
+    return models.RecordingFile.model_validate(
+        {"name": file.name, "kind": file.kind or "composed", "participant": file.participant}
+        | {"size_bytes": file.size_bytes, "url": url}
+    )
 
 
-@routes.get(PREFIX + "/patients/{patient_id}/recordings")
-async def list_patient_recordings(request: web.Request) -> web.Response:
+@API.route(
+    "GET",
+    "/patients/{patient_id}/recordings",
+    "The recordings in a patient's record that this staff member may reach (as the"
+    " event's staff, or an administrator), newest first.",
+    Answer(200, "The recordings, and how many others there are.", models.PatientRecordings),
+    errors={404: "No patient has this id."},
+)
+async def list_patient_recordings(request: web.Request) -> models.PatientRecordings:
     user = current_user(request)
     patient = await scheduler_of(request).get_patient(path_id(request, "patient_id"))
     recordings = await request.app[keys.RECORDINGS].for_patient(patient.id)
     reachable, hidden = split_reachable(user, recordings)
-    return web.json_response(
-        {"recordings": [recording_json(request, r) for r in reachable], "not_shown": hidden}
+    return models.PatientRecordings(
+        recordings=[recording_answer(request, r) for r in reachable], not_shown=hidden
     )
 
 
-@routes.get(PREFIX + RECORDING)
-async def get_recording(request: web.Request) -> web.Response:
+@API.route(
+    "GET",
+    RECORDING,
+    "One recording, with its files: the composed one once it is ready, and each"
+    " participant's audio and video track.",
+    Answer(200, "The recording.", models.RecordingDetail),
+    errors=NO_RECORDING,
+)
+async def get_recording(request: web.Request) -> models.RecordingDetail:
     recording = await reachable_recording(request)
     files = request.app[keys.RECORDINGS].files(recording)
-    return web.json_response(
-        recording_json(request, recording)
-        | {"files": [file_json(request, recording, f) for f in files]}
+    return models.RecordingDetail(
+        **dict(recording_answer(request, recording)),
+        files=[file_answer(request, recording, f) for f in files],
     )
 
 
-@routes.get(PREFIX + FILE)
+@API.route(
+    "GET",
+    FILE,
+    "Download one of a recording's files (the name from its files list), as an"
+    " attachment. Range requests are answered with 206 and that part. Audited.",
+    Answer(
+        200,
+        "The file: WebM video, or WebM audio for an audio track.",
+        {"type": "string", "format": "binary"},
+        media_types=("video/webm", "audio/webm"),
+    ),
+    errors={404: NO_RECORDING[404] + " Or it has no file of this name."},
+)
 async def get_recording_file(request: web.Request) -> web.FileResponse:
     return await _file_response(request)
 
 
-@routes.delete(PREFIX + RECORDING)
-async def delete_recording(request: web.Request) -> web.Response:
+@API.route(
+    "DELETE",
+    RECORDING,
+    "Delete a recording: it leaves every patient record and its files are removed from"
+    " the server. Audited.",
+    Answer(204, "Deleted."),
+    errors=NO_RECORDING
+    | {409: "It is still being recorded or composed: try again once it is not."},
+)
+async def delete_recording(request: web.Request) -> None:
     await _delete(request)
-    return web.Response(status=204)

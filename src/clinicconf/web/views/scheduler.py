@@ -11,7 +11,7 @@ from aiohttp import web
 
 from ... import keys
 from ...errors import BadRequest
-from ...scheduling import Event, may_change
+from ...schedule import Event, may_change
 from ..middleware import current_user
 from ..rendering import render
 
