@@ -6,7 +6,11 @@ sends it (web/socket.py); what a page may send is web/protocol.py's."""
 
 from __future__ import annotations
 
-from typing import Literal, NotRequired, TypedDict
+from typing import Literal, NotRequired
+
+# typing's own TypedDict is one pydantic cannot read before Python 3.12
+# (tests/test_protocol.py checks what the server sends against these).
+from typing_extensions import TypedDict
 
 ParticipantKind = Literal["staff", "patient", "guest"]
 
