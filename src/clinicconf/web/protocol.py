@@ -154,9 +154,9 @@ class SetShown(ClientMessage):
 
 
 class SetPermission(ClientMessage):
-    # Any text: the conference refuses one it does not know as `bad_permission`.
     type: Literal["set_permission"]
     participant: str
+    # Any text: the conference refuses one it does not know as `bad_permission`.
     permission: str
 
 
