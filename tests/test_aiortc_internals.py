@@ -1,5 +1,5 @@
 """Packet forwarding relies on parts of aiortc and aioice that are not their public
-API (sfu/passthrough.py, sfu/ice.py). These tests fail loudly, naming what changed, if an aiortc
+API (sfu/passthrough/, sfu/ice.py). These tests fail loudly, naming what changed, if an aiortc
 release no longer has them; the server refuses to start in that case too."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from aiortc import RTCRtpReceiver, RTCRtpSender
 
 from clinicconf.app import create_app
 from clinicconf.config import Settings
-from clinicconf.sfu.passthrough import AiortcChanged, keyframe_start, verify_aiortc
+from clinicconf.sfu.passthrough import AiortcChanged, verify_aiortc
+from clinicconf.sfu.passthrough.rtp import keyframe_start
 
 
 async def test_the_installed_aiortc_has_everything_packet_forwarding_uses() -> None:

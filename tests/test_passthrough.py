@@ -20,13 +20,9 @@ from aiortc.rtp import RtpPacket
 from clinicconf.bench import clip
 from clinicconf.config import Settings
 from clinicconf.sfu import ice
-from clinicconf.sfu.passthrough import (
-    KEPT_KEYFRAME_PACKETS,
-    PacketOutlet,
-    PacketSource,
-    Received,
-    ntp_now,
-)
+from clinicconf.sfu.passthrough.outlet import PacketOutlet
+from clinicconf.sfu.passthrough.rtp import Received, ntp_now
+from clinicconf.sfu.passthrough.source import KEPT_KEYFRAME_PACKETS, PacketSource
 
 from .servers import wait_until
 

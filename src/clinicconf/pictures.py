@@ -1,5 +1,5 @@
 """What a video picture may be, wherever one is handled: forwarded to browsers
-(sfu/passthrough.py), recorded (sfu/recorder.py, recording/files.py) and composed
+(sfu/passthrough/), recorded (sfu/recorder.py, recording/files.py) and composed
 (recording/compose.py).
 
 A VP8 keyframe says the size of the pictures that follow (RFC 6386, 9.1), and a

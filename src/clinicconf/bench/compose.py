@@ -37,10 +37,10 @@ from aiortc.codecs.vpx import Vp8Encoder
 
 from ..recording.compose import compose
 from ..recording.files import TIMELINE, Kind, Timeline, TrackFile, track_path
-from ..sfu.passthrough import CLOCK_RATES, Received
+from ..sfu.passthrough.rtp import CLOCK_RATES, Received
 from ..sfu.recorder import TrackRecorder
 from . import clip
-from .sfu import write_doc
+from .measures import write_doc
 
 AUDIO_FRAME_MS: Final = clip.AUDIO_FRAME_SAMPLES * 1000 // clip.SAMPLE_RATE
 VIDEO_FRAME_MS: Final = 1000 // clip.FRAMES_PER_SECOND

@@ -30,6 +30,7 @@ from typing import Any, Final
 
 import aiohttp
 
+from .measures import nearest_rank
 from .server import (
     SetupFailed,
     as_client,
@@ -204,11 +205,6 @@ async def measure(clients: int, rounds: int) -> list[list[float]]:
             raise
 
 
-def _percentile(ordered: Sequence[float], fraction: float) -> float:
-    """Nearest rank: the smallest figure with at least `fraction` of them at or below it."""
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
-
-
 # The first page's figure is the server's own delay (the change is written to the
 # audit log before it goes out); the rest is the fan-out to every page.
 _COLUMNS: Final = ("min ms", "p50 ms", "p95 ms", "max ms")
@@ -218,7 +214,7 @@ def report(rounds: list[list[float]], clients: int) -> str:
     def row(label: str, latencies: list[float], expected: int) -> str:
         ordered = sorted(seconds * 1000 for seconds in latencies)
         figures = (
-            [ordered[0], _percentile(ordered, 0.5), _percentile(ordered, 0.95), ordered[-1]]
+            [ordered[0], nearest_rank(ordered, 0.5), nearest_rank(ordered, 0.95), ordered[-1]]
             if ordered
             else [math.nan] * 4
         )
@@ -229,7 +225,7 @@ def report(rounds: list[list[float]], clients: int) -> str:
     lines += [row(str(n), latencies, clients) for n, latencies in enumerate(rounds, 1)]
     everything = [seconds for latencies in rounds for seconds in latencies]
     lines.append(row("all", everything, clients * len(rounds)))
-    p95 = _percentile(sorted(everything), 0.95) * 1000 if everything else math.inf
+    p95 = nearest_rank(sorted(everything), 0.95) * 1000 if everything else math.inf
     verdict = "met" if p95 < TARGET_P95_MS else "NOT met"
     lines.append(f"target p95 under {TARGET_P95_MS:.0f} ms: {verdict}")
     return "\n".join(lines)

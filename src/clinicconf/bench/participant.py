@@ -32,7 +32,9 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 
 from ..moderation import Kind
-from ..sfu.passthrough import PacketOutlet, Received, Wire, ntp_now, rtp_extension
+from ..sfu.passthrough.outlet import PacketOutlet
+from ..sfu.passthrough.rtp import Received, ntp_now, rtp_extension
+from ..sfu.passthrough.wire import Wire
 from . import clip
 
 ANSWER_SECONDS = 10.0

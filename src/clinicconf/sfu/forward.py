@@ -3,7 +3,7 @@
 The room only ever does three things with media: it publishes a received track
 (`Source`), gives each sending transceiver an `Outlet`, and points outlets at
 sources (or at nothing), through a `Forwarding`. Two carry it: `PacketForwarding`
-(passthrough.py, the default) forwards packets as received; `TranscodingRelay`
+(passthrough/, the default) forwards packets as received; `TranscodingRelay`
 (here, the setting `forwarding = "transcode"`, kept as the benchmark's baseline)
 carries decoded frames: aiortc decodes each published track once,
 and each subscriber's sender encodes what its outlet hands it. An outlet never ends,

@@ -16,7 +16,7 @@ A browser's answer names the addresses the server is to send connectivity checks
 aioice sends and delivers each datagram through a chain of awaits and a queue, which
 costs more than the forwarding itself; `Datagrams` sends on the nominated pair's
 socket at once and hands media to the forwarding as it arrives (`RELIED_ON`, checked
-at start-up with aiortc's, sfu/passthrough.py).
+at start-up with aiortc's, sfu/passthrough/).
 """
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ from ..recording.files import (
     damage_note,
     track_path,
 )
-from .passthrough import CLOCK_RATES, PacketSink, PacketSource, Received, newer
+from .passthrough.rtp import CLOCK_RATES, Received, newer
+from .passthrough.source import PacketSink, PacketSource
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ from ..errors import Refused
 from ..moderation import Kind, Member
 from . import ice
 from .forward import Forwarding, TranscodingRelay
-from .passthrough import PacketForwarding, PacketSource
+from .passthrough import PacketForwarding
+from .passthrough.source import PacketSource
 from .peer import BadAnswer, OutOfTurn, Peer
 from .recorder import Recorder, Track
 from .router import recorded, routes
