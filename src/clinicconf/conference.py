@@ -43,7 +43,7 @@ _STAND_INS: Final[dict[tuple[ParticipantKind, ParticipantKind], str]] = {
 
 class Closing(StrEnum):
     """Why the conference closes a page, or keeps it out. The web edge says it to
-    the page in its own terms (a close code, web/close_codes.py)."""
+    the page in its own terms (a close code, web/protocol.py)."""
 
     # The event was changed (the page reconnects and sees the new state; a person
     # taken off the event cannot), or cancelled; the conference has ended.
