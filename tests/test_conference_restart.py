@@ -14,7 +14,7 @@ from clinicconf.bench.server import bench_settings, running_server, schedule_con
 from clinicconf.conference.identity import Closing
 from clinicconf.db import BUSY_TIMEOUT_MS
 from clinicconf.sfu import ice
-from clinicconf.web.close_codes import close_code
+from clinicconf.web.protocol import close_code
 
 from .media_peers import MediaParticipant
 from .servers import wait_until

@@ -31,7 +31,7 @@ from clinicconf import keys
 from clinicconf.db import utc_now
 from clinicconf.moderation import Permission
 from clinicconf.schedule import EventInput
-from clinicconf.web.views.lobby import _HANDLERS
+from clinicconf.web.protocol import GUEST_MESSAGES, LINKED_MESSAGES, ClientMessage
 
 from .fuzzing import REPEATABLE
 from .lobby_helpers import RECEIVE_TIMEOUT, Client, Lobby, Page, socket_path
@@ -55,9 +55,7 @@ def documented_error_codes() -> set[str]:
 ERROR_CODES: Final = documented_error_codes()
 # Every close code the document names.
 CLOSE_CODES: Final = {int(code) for code in re.findall(r"\b[14]\d{3}\b", PROTOCOL)}
-MESSAGE_TYPES: Final = sorted(_HANDLERS)
-# What a message may carry besides its declared fields: a guest's name in `hello`.
-OPTIONAL_FIELDS: Final[dict[str, dict[str, type]]] = {"hello": {"display_name": str}}
+MESSAGE_TYPES: Final = sorted(LINKED_MESSAGES)
 Role = Literal["host", "patient", "guest"]
 T = TypeVar("T")
 
@@ -152,7 +150,13 @@ def messages(heard: Heard) -> st.SearchStrategy[dict[str, Any]]:
     the right type, and then as many as two of its parts (or an extra field) wrong."""
 
     def of_type(message_type: str) -> st.SearchStrategy[dict[str, Any]]:
-        declared = {**_HANDLERS[message_type][1], **OPTIONAL_FIELDS.get(message_type, {})}
+        # What either a linked person's page or a guest's declares (a guest's name).
+        declared = {
+            name: field.annotation
+            for model in (LINKED_MESSAGES[message_type], GUEST_MESSAGES[message_type])
+            for name, field in model.model_fields.items()
+            if name not in ClientMessage.model_fields and name != "type"
+        }
         return st.fixed_dictionaries(
             {
                 "v": st.just(1),

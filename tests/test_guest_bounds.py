@@ -26,7 +26,7 @@ from clinicconf.conference.admission import (
 )
 from clinicconf.conference.identity import Closing
 from clinicconf.config import Forwarding, Settings
-from clinicconf.web.close_codes import close_code
+from clinicconf.web.protocol import close_code
 
 from .conftest import LOOPBACK_ICE
 from .lobby_helpers import GRACE_SECONDS, Client, Lobby, Page

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from clinicconf import audit, keys
 from clinicconf.conference.identity import Closing
-from clinicconf.web.close_codes import close_code
+from clinicconf.web.protocol import close_code
 
 from .lobby_helpers import GRACE_SECONDS, Client, Lobby, Page
 from .lobby_helpers import lobby as lobby

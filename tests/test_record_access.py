@@ -34,7 +34,7 @@ from clinicconf.schedule import (
 )
 from clinicconf.scheduling import Scheduler
 from clinicconf.security import load_or_create_secret_key
-from clinicconf.web.close_codes import close_code
+from clinicconf.web.protocol import close_code
 
 from .clinic import CLINIC_ZONE, Clinic, build_clinic, sign_in
 from .conftest import ADMIN_PASSWORD, STAFF_PASSWORD, Account, make_account

@@ -19,7 +19,7 @@ from clinicconf.conference.identity import Closing
 from clinicconf.config import Settings
 from clinicconf.db import utc_now
 from clinicconf.schedule import EventInput
-from clinicconf.web.close_codes import close_code
+from clinicconf.web.protocol import close_code
 
 from .browser import serve, served_settings
 from .clinic import sign_in

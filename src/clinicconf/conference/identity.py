@@ -14,7 +14,7 @@ ParticipantKind = Literal["staff", "patient", "guest"]
 
 class Closing(StrEnum):
     """Why the conference closes a page, or keeps it out. The web edge says it to
-    the page in its own terms (a close code, web/close_codes.py)."""
+    the page in its own terms (a close code, web/protocol.py)."""
 
     # The event was changed (the page reconnects and sees the new state; a person
     # taken off the event cannot), or cancelled; the conference has ended.

@@ -1,5 +1,6 @@
 """What every request passes through: security headers, who is asking (and how often
-they have guessed wrong), CSRF, and the mapping of domain errors to HTML pages or JSON."""
+they have guessed wrong), CSRF, and domain errors answered as HTML pages or JSON
+(web/protocol.py says how)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ..errors import AuthenticationRequired, ClinicConfError, PermissionDenied, 
 from ..scheduling import Scheduler
 from ..security import new_token, tokens_equal
 from ..throttle import Credential, RecentFailures, TooManyAttempts, record_lockout
+from .protocol import error_answer
 from .rendering import render
 
 log = logging.getLogger(__name__)
@@ -173,7 +175,7 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except AuthenticationRequired as exc:
         if wants_json(request):
-            return json_error(exc.status, exc.code, exc.message, exc.field)
+            return _json_error_of(exc)
         query = {"next": request.path_qs}
         if request.get(SIGNED_OUT_IDLE):
             query["signed_out"] = "idle"  # the sign-in page says why
@@ -184,8 +186,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _try_later(request, exc, exc.retry_after_seconds, "The server is busy")
     except ClinicConfError as exc:
         if wants_json(request):
-            return json_error(exc.status, exc.code, exc.message, exc.field)
-        return render(request, "error.html", status=exc.status, message=exc.message)
+            return _json_error_of(exc)
+        answer = error_answer(exc)
+        return render(request, "error.html", status=answer.status, message=answer.message)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -199,11 +202,16 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return response
 
 
+def _json_error_of(exc: ClinicConfError) -> web.Response:
+    answer = error_answer(exc)
+    return json_error(answer.status, answer.code, answer.message, answer.field)
+
+
 def _try_later(
     request: web.Request, exc: ClinicConfError, seconds: int, title: str
 ) -> web.Response:
     response = (
-        json_error(exc.status, exc.code, exc.message)
+        _json_error_of(exc)
         if wants_json(request)
         else render(request, "error.html", status=exc.status, title=title, message=exc.message)
     )

@@ -7,17 +7,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from typing import Any, Final
 
 from aiohttp import WSCloseCode, web
 
 from ..conference.identity import Closing, Identity
 from ..conference.visibility import now_ms
-from .close_codes import close_code, close_text
+from ..page_messages import Time
+from .protocol import PROTOCOL_VERSION, close_code, close_text
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION: Final = 1
 QUEUE_SIZE: Final = 64
 # The server's clock goes out this often, so that every page's "Time Left" stays right.
 TIME_INTERVAL_SECONDS: Final = 30.0
@@ -36,7 +37,8 @@ class PageConnection:
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write(), name="page-writer")
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: Mapping[str, Any]) -> None:
+        """Queue one of page_messages.py's messages; never blocks."""
         if self._closer is not None:
             return
         try:
@@ -81,8 +83,8 @@ class PageConnection:
                 async with asyncio.timeout(TIME_INTERVAL_SECONDS):
                     message = await self._queue.get()
             except TimeoutError:
-                clock = {"v": PROTOCOL_VERSION, "type": "time", "server_time": now_ms()}
-                if not await self._send(clock):
+                clock: Time = {"type": "time", "server_time": now_ms()}
+                if not await self._send({"v": PROTOCOL_VERSION, **clock}):
                     return
                 continue
             try:

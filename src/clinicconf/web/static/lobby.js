@@ -13,20 +13,30 @@ import { ServerClock, TimeLeft } from "./time_left.js";
 
 const KIND_ORDER = { staff: 0, patient: 1, guest: 2 };
 const KIND_TAGS = { staff: "Staff", guest: "Guest" };
-// What the page says when the server closes it for good (docs/lobby-protocol.md).
-const CLOSE_CANCELLED = 4410;
-const CLOSE_LINK_GONE = 4404;
-const CLOSE_ENDED = 4411;
+// The server's close codes, by its name for why (web/protocol.py's tables:
+// tests/test_protocol.py holds the two together), and what the page says when the
+// server closes it for good (docs/lobby-protocol.md).
+const CLOSE = {
+  unknown: 4404,
+  early: 4403,
+  cancelled: 4410,
+  ended: 4411,
+  full: 4429,
+  too_many_pages: 4428,
+  locked: 4423,
+  removed: 4430,
+  turned_away: 4431,
+};
 const CLOSED_FOR_GOOD = {
-  4403: "This link is not open yet. Please reload the page a little before the start.",
-  [CLOSE_LINK_GONE]: "This link no longer works. Please ask the clinic for a new one.",
-  [CLOSE_CANCELLED]: "This conference was cancelled.",
-  [CLOSE_ENDED]: "This conference has ended.",
-  4429: "This conference is full.",
-  4428: "Too many pages of this conference are open here. Please close one and reload this page.",
-  4423: "This conference is locked: nobody else can join it now.",
-  4430: "You were removed from this conference.",
-  4431: "The host did not let you in.",
+  [CLOSE.early]: "This link is not open yet. Please reload the page a little before the start.",
+  [CLOSE.unknown]: "This link no longer works. Please ask the clinic for a new one.",
+  [CLOSE.cancelled]: "This conference was cancelled.",
+  [CLOSE.ended]: "This conference has ended.",
+  [CLOSE.full]: "This conference is full.",
+  [CLOSE.too_many_pages]: "Too many pages of this conference are open here. Please close one and reload this page.",
+  [CLOSE.locked]: "This conference is locked: nobody else can join it now.",
+  [CLOSE.removed]: "You were removed from this conference.",
+  [CLOSE.turned_away]: "The host did not let you in.",
 };
 const ENDED_BY = {
   host: "The host ended the conference.",
@@ -202,9 +212,9 @@ class Lobby {
   }
 
   /** The server closed for good: cancelled, ended, or the link no longer works. */
-  #cancelled(code = CLOSE_CANCELLED) {
-    const text = CLOSED_FOR_GOOD[code] ?? CLOSED_FOR_GOOD[CLOSE_LINK_GONE];
-    this.#finish(text, { ended: code === CLOSE_ENDED });
+  #cancelled(code = CLOSE.cancelled) {
+    const text = CLOSED_FOR_GOOD[code] ?? CLOSED_FOR_GOOD[CLOSE.unknown];
+    this.#finish(text, { ended: code === CLOSE.ended });
   }
 
   /**

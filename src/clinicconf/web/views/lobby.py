@@ -1,31 +1,57 @@
 """The landing page's websocket (docs/lobby-protocol.md): `/j/<token>/ws` and
 `/p/<token>/ws`, for the lobby and then the conference's signalling. Each message
-type has a handler and the fields it takes; what a message may change is decided by
-the Conference, never here."""
+type has a handler, which receives the message as web/protocol.py declares it; what
+a message may change is decided by the Conference, never here."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from ... import keys, names
+from ... import keys
 from ...conference.admission import KeptOut
 from ...conference.coordinator import Conference
 from ...conference.identity import Closing, Identity, ParticipantKind
 from ...conference.visibility import now_ms
-from ...errors import PermissionDenied, Refused, ServerBusy
-from ..close_codes import close_code, close_text
+from ...errors import ClinicConfError
+from ...page_messages import Error, Result
+from .. import protocol
 from ..middleware import client_address
-from ..socket import PROTOCOL_VERSION, PageConnection
-from .join import MAX_DISPLAY_NAME, open_join_link
+from ..protocol import (
+    LINK_CLOSE_CODES,
+    PROTOCOL_VERSION,
+    Answer,
+    ClientMessage,
+    End,
+    GuestHello,
+    Hello,
+    JoinMedia,
+    Leave,
+    LetIn,
+    LetInAll,
+    Ping,
+    ProtocolError,
+    Remove,
+    Reopen,
+    SetAccess,
+    SetOptions,
+    SetPermission,
+    SetShown,
+    Start,
+    TurnAway,
+    TurnAwayAll,
+    close_code,
+    close_text,
+)
+from ..socket import PageConnection
+from .join import open_join_link
 
 routes = web.RouteTableDef()
 
@@ -35,20 +61,9 @@ HELLO_TIMEOUT_SECONDS: Final = 10.0
 # A host's page on an ended conference may ask to open it again (`reopen`) first; one
 # that does not hears soon that it has ended, as everyone else's does at once.
 REOPEN_WAIT_SECONDS: Final = 2.0
-# How a page is told, by close code, that its link cannot be used now.
-_CLOSED_LINK: Final = {"unknown": 4404, "early": 4403, "cancelled": 4410, "ended": 4411}
 # More than this many messages in the window is no person clicking: the page is closed.
 FLOOD_MESSAGES: Final = 20
 FLOOD_WINDOW_SECONDS: Final = 5.0
-_CLIENT_KEY: Final = re.compile(r"[A-Za-z0-9_-]{16,64}")
-
-
-class ProtocolError(Exception):
-    def __init__(self, code: str, message: str, *, close: bool = False) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.close = close
 
 
 @dataclass(eq=False)  # one per socket: compared and hashed by identity
@@ -77,9 +92,10 @@ class Session:
             await _close(self.ws, why)
 
 
-Handler = Callable[[Session, dict[str, Any]], Awaitable[None]]
-# Each message type: its handler and its fields with their types.
-_HANDLERS: dict[str, tuple[Handler, dict[str, type]]] = {}
+M = TypeVar("M", bound=ClientMessage)
+Handler = Callable[[Session, M], Awaitable[None]]
+# Each message type's handler; it receives the message read as its model.
+_HANDLERS: dict[str, Handler[Any]] = {}
 # A host's change is answered once written (conference_state.py): a server killed the
 # moment after still takes it up again.
 _SAVED_BEFORE_ANSWERED: Final = frozenset(
@@ -88,29 +104,18 @@ _SAVED_BEFORE_ANSWERED: Final = frozenset(
 )  # fmt: skip
 
 
-def handles(message_type: str, **fields: type) -> Callable[[Handler], Handler]:
-    def register(handler: Handler) -> Handler:
-        _HANDLERS[message_type] = (handler, fields)
+def handles(model: type[M]) -> Callable[[Handler[M]], Handler[M]]:
+    def register(handler: Handler[M]) -> Handler[M]:
+        _HANDLERS[protocol.message_type(model)] = handler
         return handler
 
     return register
 
 
-@handles("hello", client_key=str)
-async def hello(session: Session, message: dict[str, Any]) -> None:
-    if session.connection is not None:
-        raise ProtocolError("already_joined", "This page has joined already.")
-    client_key = message["client_key"]
-    if not _CLIENT_KEY.fullmatch(client_key):
-        raise ProtocolError("bad_message", "client_key: 16 to 64 letters, digits, - or _.")
-    if session.public:
-        typed = message.get("display_name")
-        name = names.clean(typed) if isinstance(typed, str) else ""
-        if not 1 <= len(name) <= MAX_DISPLAY_NAME:
-            raise ProtocolError(
-                "bad_message", f"display_name: 1 to {MAX_DISPLAY_NAME} visible characters."
-            )
-        identity = Identity("guest", name, guest_key=client_key)
+@handles(Hello)
+async def hello(session: Session, message: Hello) -> None:
+    if isinstance(message, GuestHello):  # what a public link's page sends
+        identity = Identity("guest", message.display_name, guest_key=message.client_key)
     else:
         assert session.person is not None, "a personal link names its holder"
         identity = session.person
@@ -128,96 +133,96 @@ async def hello(session: Session, message: dict[str, Any]) -> None:
         await connection.close(exc.why)
 
 
-@handles("set_options", moderator=bool, recording=bool)
-async def set_options(session: Session, message: dict[str, Any]) -> None:
+@handles(SetOptions)
+async def set_options(session: Session, message: SetOptions) -> None:
     await session.conference.set_options(
-        session.joined().identity, moderator=message["moderator"], recording=message["recording"]
+        session.joined().identity, moderator=message.moderator, recording=message.recording
     )
 
 
-@handles("set_access", locked=bool, waiting_room=bool)
-async def set_access(session: Session, message: dict[str, Any]) -> None:
+@handles(SetAccess)
+async def set_access(session: Session, message: SetAccess) -> None:
     await session.conference.set_access(
-        session.joined().identity, locked=message["locked"], waiting_room=message["waiting_room"]
+        session.joined().identity, locked=message.locked, waiting_room=message.waiting_room
     )
 
 
-@handles("let_in", guest=str)
-async def let_in(session: Session, message: dict[str, Any]) -> None:
-    await session.conference.let_in(session.joined().identity, message["guest"])
+@handles(LetIn)
+async def let_in(session: Session, message: LetIn) -> None:
+    await session.conference.let_in(session.joined().identity, message.guest)
 
 
-@handles("let_in_all")
-async def let_in_all(session: Session, message: dict[str, Any]) -> None:
+@handles(LetInAll)
+async def let_in_all(session: Session, message: LetInAll) -> None:
     await session.conference.let_in(session.joined().identity, None)
 
 
-@handles("turn_away", guest=str)
-async def turn_away(session: Session, message: dict[str, Any]) -> None:
-    await session.conference.turn_away(session.joined().identity, message["guest"])
+@handles(TurnAway)
+async def turn_away(session: Session, message: TurnAway) -> None:
+    await session.conference.turn_away(session.joined().identity, message.guest)
 
 
-@handles("turn_away_all")
-async def turn_away_all(session: Session, message: dict[str, Any]) -> None:
+@handles(TurnAwayAll)
+async def turn_away_all(session: Session, message: TurnAwayAll) -> None:
     await session.conference.turn_away(session.joined().identity, None)
 
 
-@handles("remove", participant=str)
-async def remove(session: Session, message: dict[str, Any]) -> None:
-    await session.conference.remove(session.joined().identity, message["participant"])
+@handles(Remove)
+async def remove(session: Session, message: Remove) -> None:
+    await session.conference.remove(session.joined().identity, message.participant)
 
 
-@handles("start")
-async def start(session: Session, message: dict[str, Any]) -> None:
+@handles(Start)
+async def start(session: Session, message: Start) -> None:
     await session.conference.start(session.joined().identity)
 
 
-@handles("set_shown", participant=str, shown=bool)
-async def set_shown(session: Session, message: dict[str, Any]) -> None:
+@handles(SetShown)
+async def set_shown(session: Session, message: SetShown) -> None:
     await session.conference.set_shown(
-        session.joined().identity, message["participant"], message["shown"]
+        session.joined().identity, message.participant, message.shown
     )
 
 
-@handles("set_permission", participant=str, permission=str)
-async def set_permission(session: Session, message: dict[str, Any]) -> None:
+@handles(SetPermission)
+async def set_permission(session: Session, message: SetPermission) -> None:
     await session.conference.set_permission(
-        session.joined().identity, message["participant"], message["permission"]
+        session.joined().identity, message.participant, message.permission
     )
 
 
-@handles("end")
-async def end(session: Session, message: dict[str, Any]) -> None:
+@handles(End)
+async def end(session: Session, message: End) -> None:
     await session.conference.end(session.joined().identity)
 
 
-@handles("reopen")
-async def reopen(session: Session, message: dict[str, Any]) -> None:
+@handles(Reopen)
+async def reopen(session: Session, message: Reopen) -> None:
     """Sent before hello by a host's page: the conference it would join has ended."""
     identity = session.joined().identity if session.person is None else session.person
     await session.conference.reopen(identity)
 
 
-@handles("join_media")
-async def join_media(session: Session, message: dict[str, Any]) -> None:
+@handles(JoinMedia)
+async def join_media(session: Session, message: JoinMedia) -> None:
     await session.conference.join_media(session.joined())
 
 
-@handles("answer", connection=str, sdp=str)
-async def answer(session: Session, message: dict[str, Any]) -> None:
-    await session.conference.answer(session.joined(), message["connection"], message["sdp"])
+@handles(Answer)
+async def answer(session: Session, message: Answer) -> None:
+    await session.conference.answer(session.joined(), message.connection, message.sdp)
 
 
-@handles("leave")
-async def leave(session: Session, message: dict[str, Any]) -> None:
+@handles(Leave)
+async def leave(session: Session, message: Leave) -> None:
     """Gone at once, without the grace period of a page that merely closed."""
     connection = session.joined()
     await session.conference.leave(connection, at_once=True)
     await connection.end(WSCloseCode.OK, "left")
 
 
-@handles("ping")
-async def ping(session: Session, message: dict[str, Any]) -> None:
+@handles(Ping)
+async def ping(session: Session, message: Ping) -> None:
     """Only the result, which carries the server's clock (once the page has said hello,
     as for everything else)."""
     session.joined()
@@ -226,28 +231,22 @@ async def ping(session: Session, message: dict[str, Any]) -> None:
 def _parse(text: str, session: Session) -> tuple[int, dict[str, Any]]:
     """The message and its id: from here on, an error answers that id."""
     try:
-        message = json.loads(text)
+        raw = json.loads(text)
     except (ValueError, RecursionError):  # nested past what the parser follows
         raise ProtocolError("bad_json", "Messages are JSON objects.") from None
-    if not isinstance(message, dict) or message.get("v") != 1:
-        raise ProtocolError("bad_message", 'Messages are JSON objects with "v": 1.')
-    message_id = message.get("id")
-    if type(message_id) is not int or message_id <= session.last_id:
+    envelope = protocol.read_envelope(raw)
+    if envelope.id <= session.last_id:
         raise ProtocolError("bad_message", "id: a number larger than the previous one.")
-    session.last_id = message_id
-    return message_id, message
+    session.last_id = envelope.id
+    return envelope.id, raw
 
 
-def _handler_for(message: dict[str, Any]) -> Handler:
-    message_type = message.get("type")
-    entry = _HANDLERS.get(message_type) if isinstance(message_type, str) else None
-    if entry is None:
-        raise ProtocolError("unknown_type", "Unknown message type.")
-    handler, fields = entry
-    for name, kind in fields.items():
-        if type(message.get(name)) is not kind:
-            raise ProtocolError("bad_message", f"{name}: {kind.__name__} expected.")
-    return handler
+def _typed(raw: dict[str, Any], session: Session) -> ClientMessage:
+    """The message as its type declares it (a guest's hello names them)."""
+    # Said once: a second hello is refused as such, whatever it carries.
+    if raw.get("type") == "hello" and session.connection is not None:
+        raise ProtocolError("already_joined", "This page has joined already.")
+    return protocol.read_message(raw, guest=session.public)
 
 
 def _check_flood(session: Session) -> None:
@@ -263,29 +262,28 @@ async def _answer(session: Session, text: str) -> bool:
     message_id: int | None = None
     try:
         _check_flood(session)
-        message_id, message = _parse(text, session)
-        await _handler_for(message)(session, message)
-        if message["type"] in _SAVED_BEFORE_ANSWERED:
+        message_id, raw = _parse(text, session)
+        message = _typed(raw, session)
+        message_type = protocol.message_type(type(message))
+        await _HANDLERS[message_type](session, message)
+        if message_type in _SAVED_BEFORE_ANSWERED:
             await session.conference.saved()
     except ProtocolError as exc:
-        await _reply(session, _error(message_id, exc.code, exc.message), now=exc.close)
+        await _reply(session, protocol.error(message_id, exc.code, exc.message), now=exc.close)
         return not exc.close
-    except PermissionDenied as exc:
-        await _reply(session, _error(message_id, "not_host", exc.message))
-    except Refused as exc:
-        await _reply(session, _error(message_id, exc.reason, exc.message))
-    except ServerBusy as exc:
-        await _reply(session, _error(message_id, exc.code, exc.message))
+    except ClinicConfError as exc:
+        await _reply(session, _refused(message_id, exc))
     else:
-        await _reply(session, {"type": "result", "id": message_id, "server_time": now_ms()})
+        await _reply(session, protocol.result(message_id, now_ms()))
     return True
 
 
-def _error(message_id: int | None, code: str, text: str) -> dict[str, Any]:
-    return {"type": "error", "id": message_id, "code": code, "message": text}
+def _refused(message_id: int | None, exc: ClinicConfError) -> Error:
+    answer = protocol.error_answer(exc)
+    return protocol.error(message_id, answer.socket_code, answer.message)
 
 
-async def _reply(session: Session, message: dict[str, Any], *, now: bool = False) -> None:
+async def _reply(session: Session, message: Result | Error, *, now: bool = False) -> None:
     """In order with everything else through the page's queue once it has joined;
     before that (at most one answer per message read), or when the socket is about
     to close, straight away."""
@@ -303,7 +301,7 @@ async def _socket(request: web.Request, kind: Literal["personal", "public"]) -> 
     # rather than refused at the upgrade, which a page cannot tell from a network drop.
     if opened is None or opened.state != "open":
         state = "unknown" if opened is None else opened.state
-        await ws.close(code=_CLOSED_LINK[state], message=state.encode())
+        await ws.close(code=LINK_CLOSE_CODES[state], message=state.encode())
         return ws
     person = None
     if opened.person is not None:
@@ -377,9 +375,9 @@ async def _refuse_binary(session: Session) -> bool:
     try:
         _check_flood(session)
     except ProtocolError as exc:
-        await _reply(session, _error(None, exc.code, exc.message), now=True)
+        await _reply(session, protocol.error(None, exc.code, exc.message), now=True)
         return False
-    await _reply(session, _error(None, "bad_message", "Messages are text."))
+    await _reply(session, protocol.error(None, "bad_message", "Messages are text."))
     return True
 
 
