@@ -11,7 +11,7 @@ import aiohttp
 from aiohttp import WSMsgType
 
 from clinicconf.bench.server import bench_settings, running_server, schedule_conference
-from clinicconf.conference import Closing
+from clinicconf.conference.identity import Closing
 from clinicconf.db import BUSY_TIMEOUT_MS
 from clinicconf.sfu import ice
 from clinicconf.web.protocol import close_code

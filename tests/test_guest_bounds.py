@@ -16,15 +16,15 @@ import pytest
 from aiohttp import WSMsgType, web
 
 from clinicconf import audit, keys
-from clinicconf import conference as conference_module
-from clinicconf.conference import (
+from clinicconf.conference import admission
+from clinicconf.conference.admission import (
     MAX_GUEST_PAGES_PER_ADDRESS,
     MAX_LEFT_GUESTS,
     MAX_PAGES_PER_PERSON,
     MAX_UNIDENTIFIED_PER_ADDRESS,
     MAX_WAITING,
-    Closing,
 )
+from clinicconf.conference.identity import Closing
 from clinicconf.config import Forwarding, Settings
 from clinicconf.web.protocol import close_code
 
@@ -160,8 +160,8 @@ async def test_a_thousand_throwaway_guests_leave_bounded_rows_and_memory(
     )
     assert len(kept) == MAX_LEFT_GUESTS
     # In memory: the linked people, and what is kept of the guests who left.
-    assert {p.identity.kind for p in conference._participants.values()} == {"staff", "patient"}
-    assert len(conference._saved_people) == MAX_LEFT_GUESTS + 1  # and the host
+    assert {p.identity.kind for p in conference._presence} == {"staff", "patient"}
+    assert len(conference._saver.people) == MAX_LEFT_GUESTS + 1  # and the host
     # Each guest opened the link, joined and left: three rows each, until the bound.
     entries = await audit.entries(db, event_id=lobby.event_id)
     guest_rows = [e for e in entries if e["actor_kind"] == "guest"]
@@ -183,7 +183,7 @@ async def test_a_guest_gone_long_enough_is_a_newcomer_again(
     await gail.send("leave")
     assert await gail.closed() == 1000
     # Forgotten at the next guest's going (the real wait: FORGET_GUESTS_AFTER_SECONDS).
-    monkeypatch.setattr(conference_module, "FORGET_GUESTS_AFTER_SECONDS", 0.0)
+    monkeypatch.setattr(admission, "FORGET_GUESTS_AFTER_SECONDS", 0.0)
     other, _ = await open_page(lobby.quinn_path)
     await other.send("leave")
     assert await other.closed() == 1000

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from clinicconf import audit, keys
-from clinicconf.conference import Closing
+from clinicconf.conference.identity import Closing
 from clinicconf.web.protocol import close_code
 
 from .lobby_helpers import GRACE_SECONDS, Client, Lobby, Page

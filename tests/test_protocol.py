@@ -14,7 +14,7 @@ import pytest
 from aiohttp import WSMsgType
 from pydantic import ConfigDict, Field, TypeAdapter
 
-from clinicconf.conference import Closing
+from clinicconf.conference.identity import Closing
 from clinicconf.errors import NotFound, PermissionDenied, Refused, ServerBusy
 from clinicconf.page_messages import ServerMessage
 from clinicconf.web import protocol

@@ -19,7 +19,7 @@ from yarl import URL
 
 from clinicconf import keys
 from clinicconf.accounts import StaffUser
-from clinicconf.conference import Closing
+from clinicconf.conference.identity import Closing
 from clinicconf.db import Database, migration_files, to_db_time, utc_now
 from clinicconf.links import JoinLinks
 from clinicconf.recording.files import COMPOSED

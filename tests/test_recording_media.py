@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 
 from clinicconf import audit, keys
-from clinicconf.conference import CANNOT_RECORD
+from clinicconf.conference.coordinator import CANNOT_RECORD
 from clinicconf.recording.files import COMPOSED, track_path
 from clinicconf.recording.store import Recording
 

@@ -15,7 +15,7 @@ from aiohttp import web
 from playwright.async_api import expect
 
 from clinicconf import audit, keys
-from clinicconf.conference import Closing
+from clinicconf.conference.identity import Closing
 from clinicconf.config import Settings
 from clinicconf.db import utc_now
 from clinicconf.schedule import EventInput

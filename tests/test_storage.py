@@ -11,8 +11,8 @@ from aiohttp import web
 
 from clinicconf import keys
 from clinicconf.accounts import StaffUser
-from clinicconf.conference import Closing
-from clinicconf.conference_state import ConferenceStates
+from clinicconf.conference.identity import Closing
+from clinicconf.conference.persistence import ConferenceStates
 from clinicconf.db import Database, migration_files
 from clinicconf.links import JoinLinks
 from clinicconf.schedule import EventInput, EventTypeInput, PatientInput

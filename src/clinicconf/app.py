@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from . import keys
-from .conference import Conferences
+from .conference.conferences import Conferences
+from .conference.media import ConferenceMedia, MediaRoster
 from .config import Settings
 from .db import Database
 from .links import JoinLinks
@@ -21,7 +22,7 @@ from .scheduling.records import ScheduleRecords
 from .security import load_or_create_secret_key
 from .sfu import ice
 from .sfu.passthrough import verify_aiortc
-from .sfu.room import Room, Roster
+from .sfu.room import Room
 from .throttle import GuessingThrottle
 from .web import middleware
 from .web.rendering import create_environment
@@ -80,12 +81,14 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     if settings.forwarding == "packets":
         await verify_aiortc()  # refuse to start rather than forward nothing
 
-    def new_room(roster: Roster) -> Room:
-        return Room(roster, settings)
-
     recordings = Recordings(db, settings.recordings_dir)
     composer = Composer(recordings)
-    conferences = Conferences(db, settings.presence_grace_seconds, new_room, composer)
+
+    def new_media(roster: MediaRoster) -> ConferenceMedia:
+        """A conference's media: an aiortc room here, recording through the composer."""
+        return Room(roster, settings, composer)
+
+    conferences = Conferences(db, settings.presence_grace_seconds, new_media)
     app[keys.RECORDINGS] = recordings
     app[keys.OUTBOX_SENDER] = sender
     app[keys.CONFERENCES] = conferences

@@ -82,3 +82,21 @@ async def entries(db: Database, *, event_id: int | None = None) -> list[Row]:
     if event_id is None:
         return await db.fetchall("SELECT * FROM audit_log ORDER BY id")
     return await db.fetchall("SELECT * FROM audit_log WHERE event_id = ? ORDER BY id", (event_id,))
+
+
+async def write(
+    db: Database,
+    actor: Actor,
+    action: str,
+    *,
+    event_id: int,
+    subject: tuple[str, int] | None = None,
+    **detail: Any,
+) -> None:
+    """One entry about an event, in a transaction of its own; a guest's own doing as
+    `record_guest` says."""
+    async with db.transaction() as tx:
+        if actor.kind == "guest":
+            await record_guest(tx, action, event_id=event_id, **detail)
+        else:
+            await record(tx, actor, action, event_id=event_id, subject=subject, **detail)

@@ -8,7 +8,7 @@ import jinja2
 from aiohttp import web
 
 from .accounts import StaffUser
-from .conference import Conferences
+from .conference.conferences import Conferences
 from .config import Settings
 from .db import Database
 from .notify.sender import OutboxSender

@@ -13,25 +13,41 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from ..schedule import Event
-from ..sfu.recorder import Recorder
-from ..sfu.room import Room
 from .jobs import Composer
 from .store import Attendee
 
 log = logging.getLogger(__name__)
 
 
+class RecordedMedia(Protocol):
+    """What a recording asks of the media it records."""
+
+    def record(self, recording_id: int, directory: Path, broke: Callable[[str], None]) -> None:
+        """Write the permitted media into `directory` from now on; `broke` is told
+        why, if it cannot go on."""
+
+    def pause_recording(self, paused: bool) -> None: ...
+
+    def stop_recording(self) -> None:
+        """Close what is being written (nothing, if nothing is)."""
+
+
 class ConferenceRecording:
-    def __init__(self, composer: Composer, room: Room, stopped: Callable[[str], None]) -> None:
+    def __init__(
+        self, composer: Composer, media: RecordedMedia, stopped: Callable[[str], None]
+    ) -> None:
         self._composer = composer
-        self._room = room
+        self._media = media
         # Told (before anything is saved) when a recording stops by itself, with why.
         self._stopped = stopped
         self._lock = asyncio.Lock()
-        self._current: tuple[int, Recorder] | None = None
+        # The recording being written (or paused), by id.
+        self._current: int | None = None
+        self._paused = False
         # Who took part in the current recording, by the id their tracks are named by.
         self._present: dict[str, Attendee] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -49,26 +65,25 @@ class ConferenceRecording:
                 if wanted:
                     await self._start(event)
                 return
-            _, recorder = self._current
-            recorder.pause(not wanted)
-            self._room.changed()
+            self._paused = not wanted
+            self._media.pause_recording(self._paused)
 
     async def _start(self, event: Event) -> None:
         store = self._composer.store
         recording_id = await store.create(event)
-        directory = store.directory(recording_id)
-        recorder = Recorder(recording_id, directory, lambda why: self._broke(recording_id, why))
-        self._current = (recording_id, recorder)
+        self._current, self._paused = recording_id, False
         self._present = {}
-        self._room.record(recorder)
+        self._media.record(
+            recording_id, store.directory(recording_id), lambda why: self._broke(recording_id, why)
+        )
 
     async def note_present(self, attendees: Iterable[Attendee]) -> None:
         """`attendees` are in the conference's media now: if it is being recorded,
         they took part in the recording."""
         async with self._lock:
-            if self._current is None or self._current[1].paused:
+            recording_id = self._current
+            if recording_id is None or self._paused:
                 return
-            recording_id, _ = self._current
             new = {a.participant: a for a in attendees if a.participant not in self._present}
             if new:
                 self._present |= new
@@ -79,18 +94,18 @@ class ConferenceRecording:
         async with self._lock:
             current, self._current = self._current, None
             if current is not None:
-                self._room.record(None)
-                await self._composer.store.link_patients(current[0], event)
-                await self._composer.finished(current[0])
+                self._media.stop_recording()
+                await self._composer.store.link_patients(current, event)
+                await self._composer.finished(current)
 
     def finish_soon(self, event: Event) -> None:
         self._run(self.finish(event), "recording-finish")
 
     def _broke(self, recording_id: int, reason: str) -> None:
         """From the recorder, on the media path: it cannot go on."""
-        if self._current is not None and self._current[0] == recording_id:
+        if self._current == recording_id:
             self._current = None
-            self._room.record(None)
+            self._media.stop_recording()
             self._stopped(reason)
             self._run(self._stopped_early(recording_id, reason), "recording-broke")
 

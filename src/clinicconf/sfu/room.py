@@ -1,24 +1,32 @@
-"""A conference's media: one peer connection per person who sends and receives
-media, kept in step with the router's table. Whenever the conference's state
-changes, `changed()` asks for the table to be applied again: outlets are pointed at
-the permitted sources (a change takes effect at once, nobody reconnects), new
-m-lines are offered when someone needs more, and each page is told what it receives.
+"""A conference's media on aiortc (the core's port, `conference/media.py`): one peer
+connection per person who sends and receives media, kept in step with the router's
+table, and the conference's recording. Whenever the conference's state changes,
+`changed()` asks for the table to be applied again: outlets are pointed at the
+permitted sources (a change takes effect at once, nobody reconnects), new m-lines
+are offered when someone needs more, and each page is told what it receives.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from pathlib import Path
+from typing import Any, Final
 
 from aiortc import RTCPeerConnection
 
+from ..conference.media import Attendee, MediaRoster
 from ..config import Settings
 from ..errors import Refused
 from ..moderation import Kind, Member
+from ..recording.jobs import Composer
+from ..recording.lifecycle import ConferenceRecording
+from ..recording.store import Attendee as RecordedAttendee
+from ..schedule import Event
 from . import ice
 from .forward import Forwarding, TranscodingRelay
 from .passthrough import PacketForwarding
@@ -38,33 +46,16 @@ for _chatty in ("aiortc", "aioice"):
 MAX_MEDIA_GUESTS: Final = 12
 
 
-class Page(Protocol):
-    def send(self, message: dict[str, Any]) -> None: ...
-
-
-class Roster(Protocol):
-    """What the room reads of its conference."""
-
-    @property
-    def moderated(self) -> bool: ...
-
-    def member(self, participant: str) -> Member:
-        """The routing facts of a participant (permission, shown, host)."""
-
-    def label(self, viewer: str, subject: str) -> str:
-        """`subject`'s name as `viewer` may see it."""
-
-
 @dataclass(eq=False)
 class _Attendance:
-    page: Page
+    page: str
     peer: Peer
     offered: bool = False
     last_tracks: list[dict[str, Any]] | None = None
 
 
 class Room:
-    def __init__(self, roster: Roster, settings: Settings) -> None:
+    def __init__(self, roster: MediaRoster, settings: Settings, composer: Composer) -> None:
         self._roster = roster
         self._settings = settings
         self._forwarding: Forwarding = (
@@ -80,28 +71,53 @@ class Room:
         self._closing: set[asyncio.Task[None]] = set()
         self._guests: set[str] = set()
         self._recorder: Recorder | None = None
+        self._recording = ConferenceRecording(composer, self, roster.recording_stopped)
         self._closed = False
 
     @property
     def present(self) -> set[str]:
         return set(self._people)
 
+    # --- recording ---------------------------------------------------------------------
+
     @property
     def can_record(self) -> bool:
         """Recording writes packets as received: decoded-frame forwarding has none."""
         return isinstance(self._forwarding, PacketForwarding)
 
-    def record(self, recorder: Recorder | None) -> None:
-        """Write the permitted media to `recorder` from now on (None: stop; the
-        recorder that was writing is closed)."""
-        if self._recorder is not None and self._recorder is not recorder:
-            self._recorder.close()
-        self._recorder = recorder
+    async def follow_recording(
+        self, event: Event, wanted: bool, attendees: Iterable[Attendee]
+    ) -> None:
+        await self._recording.follow(event, wanted)
+        await self._recording.note_present(
+            RecordedAttendee(a.participant, a.name, a.kind, a.person_id)
+            for a in attendees
+            if a.participant in self._people
+        )
+
+    def finish_recording_soon(self, event: Event) -> None:
+        if self._recording.active:
+            self._recording.finish_soon(event)
+
+    def record(self, recording_id: int, directory: Path, broke: Callable[[str], None]) -> None:
+        self.stop_recording()
+        self._recorder = Recorder(recording_id, directory, broke)
+        self.changed()
+
+    def pause_recording(self, paused: bool) -> None:
+        if self._recorder is not None:
+            self._recorder.pause(paused)
+        self.changed()
+
+    def stop_recording(self) -> None:
+        recorder, self._recorder = self._recorder, None
+        if recorder is not None:
+            recorder.close()
         self.changed()
 
     # --- pages' intents ----------------------------------------------------------------
 
-    async def join(self, participant: str, page: Page, *, guest: bool) -> None:
+    async def join(self, participant: str, page: str, *, guest: bool) -> None:
         """Open `page`'s media connection; another page of the same person loses its own."""
         if self._closed:
             raise Refused("ended", "The conference has ended.")
@@ -113,7 +129,7 @@ class Room:
         peer = Peer(
             pc,
             self._forwarding,
-            page.send,
+            functools.partial(self._roster.send, page),
             extras,
             self._peer_failed,
             self._settings.ice_address_list,
@@ -126,18 +142,19 @@ class Room:
             self._guests.add(participant)
         self.changed()
         if earlier is not None:
-            if earlier.page is not page:
-                earlier.page.send(
+            if earlier.page != page:
+                self._roster.send(
+                    earlier.page,
                     {
                         "type": "media_closed",
                         "connection": earlier.peer.id,
                         "reason": "elsewhere",
                         "message": "This conference is open in another window.",
-                    }
+                    },
                 )
             await asyncio.shield(self._drop(participant, earlier))
 
-    async def answer(self, participant: str, page: Page, connection: str, sdp: str) -> None:
+    async def answer(self, participant: str, page: str, connection: str, sdp: str) -> None:
         attendance = self._attendance(participant, page)
         if attendance.peer.id != connection:
             raise Refused("stale", "That offer was for an earlier media connection.")
@@ -150,10 +167,10 @@ class Room:
             raise Refused("bad_sdp", f"{exc} The media connection is closed.") from None
         self.changed()
 
-    async def leave(self, participant: str, page: Page) -> None:
+    async def leave(self, participant: str, page: str) -> None:
         """The page has gone (or left): its media stops everywhere."""
         attendance = self._people.get(participant)
-        if attendance is not None and attendance.page is page:
+        if attendance is not None and attendance.page == page:
             await asyncio.shield(self._drop(participant, attendance))
 
     def remove(self, participant: str) -> None:
@@ -162,9 +179,9 @@ class Room:
         if attendance is not None:
             self._drop(participant, attendance)
 
-    def _attendance(self, participant: str, page: Page) -> _Attendance:
+    def _attendance(self, participant: str, page: str) -> _Attendance:
         attendance = self._people.get(participant)
-        if attendance is None or attendance.page is not page:
+        if attendance is None or attendance.page != page:
             raise Refused("no_media", "This page has no media connection: send join_media.")
         return attendance
 
@@ -181,13 +198,14 @@ class Room:
     def _peer_failed(self, peer: Peer, message: str) -> None:
         for participant, attendance in list(self._people.items()):
             if attendance.peer is peer:
-                attendance.page.send(
+                self._roster.send(
+                    attendance.page,
                     {
                         "type": "media_closed",
                         "connection": peer.id,
                         "reason": "failed",
                         "message": message,
-                    }
+                    },
                 )
                 self._drop(participant, attendance)
 
@@ -300,13 +318,17 @@ class Room:
             )
         if tracks != attendance.last_tracks:
             attendance.last_tracks = tracks
-            attendance.page.send(
-                {"type": "tracks", "connection": attendance.peer.id, "tracks": tracks}
+            self._roster.send(
+                attendance.page,
+                {"type": "tracks", "connection": attendance.peer.id, "tracks": tracks},
             )
 
-    async def close(self) -> None:
+    async def close(self, event: Event) -> None:
+        """The conference is over for this server: its recording finished (and handed
+        to the composer), every peer closed."""
+        await self._recording.close(event)
         self._closed = True
-        self.record(None)
+        self.stop_recording()
         for participant, attendance in list(self._people.items()):
             self._drop(participant, attendance)
         if self._applier is not None:
@@ -314,6 +336,3 @@ class Room:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._applier
         await asyncio.gather(*self._closing)
-
-
-RoomFactory = Callable[[Roster], Room]

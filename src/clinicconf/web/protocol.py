@@ -13,7 +13,7 @@ from aiohttp import WSCloseCode
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from .. import names
-from ..conference import Closing
+from ..conference.identity import Closing
 from ..errors import ClinicConfError, PermissionDenied, Refused
 from ..page_messages import Error, Result
 from .views.join import MAX_DISPLAY_NAME, JoinState

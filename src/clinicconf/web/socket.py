@@ -12,7 +12,8 @@ from typing import Any, Final
 
 from aiohttp import WSCloseCode, web
 
-from ..conference import Closing, Identity, now_ms
+from ..conference.identity import Closing, Identity
+from ..conference.visibility import now_ms
 from ..page_messages import Time
 from .protocol import PROTOCOL_VERSION, close_code, close_text
 

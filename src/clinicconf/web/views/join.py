@@ -16,6 +16,8 @@ from typing import Final, Literal
 from aiohttp import web
 
 from ... import audit, keys, names
+from ...conference.identity import Identity
+from ...conference.visibility import seen_by
 from ...db import utc_now
 from ...links import JoinLink, LinkWindow
 from ...schedule import Event, Patient, Staff
@@ -82,36 +84,47 @@ class Invitee:
 
 
 def invitees_seen_by(opened: OpenedLink) -> tuple[list[Invitee], list[Invitee]]:
-    """The staff and the patients of the event as this link's holder may see them:
-    staff see everyone; a patient sees the staff and themselves; a public guest sees
-    the staff, and each patient only as "Patient"."""
-    link, event = opened.link, opened.event
-    staff = [Invitee(s.name, link.kind == "staff" and s.id == link.person_id) for s in event.staff]
-    if link.kind == "staff":
-        patients = [Invitee(p.name) for p in event.patients]
-    elif link.kind == "patient":
-        patients = [Invitee(p.name, True) for p in event.patients if p.id == link.person_id]
-    else:
-        patients = [Invitee("Patient") for _ in event.patients]
-    return staff, patients
+    """The staff and the patients of the event as this link's holder may see them,
+    by the conference's one rule (conference/visibility.py)."""
+    holder = _holder(opened)
+    staff = [Identity("staff", s.name, s.id) for s in opened.event.staff]
+    patients = [Identity("patient", p.name, p.id) for p in opened.event.patients]
+    return _seen(holder, staff), _seen(holder, patients)
+
+
+def _holder(opened: OpenedLink) -> Identity:
+    """Whom the link is for: a linked person, or (the public link) some guest."""
+    link = opened.link
+    if link.kind == "public" or opened.person is None:
+        return Identity("guest", "")
+    return Identity(link.kind, opened.person.name, opened.person.id)
+
+
+def _seen(holder: Identity, people: list[Identity]) -> list[Invitee]:
+    return [
+        Invitee(seen.name, person.key == holder.key)
+        for person in people
+        if (seen := seen_by(holder, person)) is not None
+    ]
 
 
 async def _record_opening(app: web.Application, opened: OpenedLink) -> None:
     link = opened.link
-    async with app[keys.DATABASE].transaction() as tx:
-        if link.kind == "public" or link.person_id is None:
-            # Anyone may open the public link again and again: bounded as guests' rows are.
-            await audit.record_guest(tx, "link_opened", event_id=link.event_id, state=opened.state)
-            return
-        subject = (link.kind, link.person_id)
-        await audit.record(
-            tx,
-            audit.Actor(link.kind, link.person_id),
-            "link_opened",
-            event_id=link.event_id,
-            subject=subject,
-            state=opened.state,
+    db = app[keys.DATABASE]
+    if link.kind == "public" or link.person_id is None:
+        # Anyone may open the public link again and again: bounded as guests' rows are.
+        await audit.write(
+            db, audit.Actor("guest"), "link_opened", event_id=link.event_id, state=opened.state
         )
+        return
+    await audit.write(
+        db,
+        audit.Actor(link.kind, link.person_id),
+        "link_opened",
+        event_id=link.event_id,
+        subject=(link.kind, link.person_id),
+        state=opened.state,
+    )
 
 
 def _landing_page(

@@ -16,14 +16,10 @@ from typing import Any, Final, Literal, TypeVar
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ... import keys
-from ...conference import (
-    Closing,
-    Conference,
-    Identity,
-    KeptOut,
-    ParticipantKind,
-    now_ms,
-)
+from ...conference.admission import KeptOut
+from ...conference.coordinator import Conference
+from ...conference.identity import Closing, Identity, ParticipantKind
+from ...conference.visibility import now_ms
 from ...errors import ClinicConfError
 from ...page_messages import Error, Result
 from .. import protocol

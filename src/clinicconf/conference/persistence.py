@@ -1,19 +1,30 @@
 """What a conference remembers across a server restart (migrations/0004, 0005, 0007, 0008):
 whether it started or ended (and in which times of its event), the host's options, and
 for each person their participant id, what the moderator allows them and shows of them,
-whether they are kept out, and a removed guest's address. Written as it changes; read
-when the conference is opened again."""
+whether they are kept out, and a removed guest's address. Written as it changes (by
+one `StateSaver` per conference, which tries again while the database is held by
+another process); read when the conference is opened again."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
-from . import audit
-from .db import Database, from_db_time, to_db_time
+from .. import audit
+from ..db import Database, from_db_time, to_db_time
+
+log = logging.getLogger(__name__)
+
+# A write of the conference's state that failed (the database held by another
+# process) is tried again after this long, until it is written.
+SAVE_RETRY_SECONDS: Final = 2.0
 
 EndedBy = Literal["host", "time"]
 # The event's start and end.
@@ -25,7 +36,7 @@ class SavedPerson:
     public_id: str
     permission: str
     shown: bool
-    # Why they are kept out (a `conference.Closing`: removed, turned away), if they are.
+    # Why they are kept out (a `Closing`: removed, turned away), if they are.
     kept_out: str | None = None
     let_in: bool = False
     # Where a removed guest came from: newcomers from there wait to be let in.
@@ -157,3 +168,112 @@ class ConferenceStates:
             "DELETE FROM conference_people WHERE event_id = ? AND person_key = ?",
             (event_id, key),
         )
+
+
+class StateSaver:
+    """One conference's writes: what changed is marked unsaved and written soon, in
+    order, by one task at a time; each mark is taken off only once it is written.
+    `people` is what is kept of each person, as written or about to be."""
+
+    def __init__(
+        self,
+        states: ConferenceStates,
+        event_id: int,
+        current: Callable[[], SavedConference],
+        keep_trying: Callable[[], bool],
+    ) -> None:
+        self._states = states
+        self._event_id = event_id
+        # The conference's own state as it is now (its people are in `people`).
+        self._current = current
+        # False once the conference is over for this server: no more retries.
+        self._keep_trying = keep_trying
+        self.people: dict[str, SavedPerson] = {}
+        self._unsaved_state = False
+        self._unsaved_people: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._failing = False
+
+    async def load(self) -> SavedConference:
+        saved = await self._states.load(self._event_id)
+        self.people = saved.people
+        return saved
+
+    def state_changed(self) -> None:
+        """Write the conference's own state (started, ended, options), soon."""
+        self._unsaved_state = True
+        self._save_soon()
+
+    def person_changed(self, key: str, person: SavedPerson) -> None:
+        self.people[key] = person
+        self._unsaved_people.add(key)
+        self._save_soon()
+
+    def forget(self, key: str) -> None:
+        """A stored person the conference no longer keeps: gone from the database soon."""
+        self.people.pop(key, None)
+        self._unsaved_people.add(key)
+        self._save_soon()
+
+    async def saved(self) -> None:
+        """Once what has changed so far is written, or could not be this time (then it
+        is tried again): a request is answered after this, so that a change it made
+        survives a crash right after."""
+        if self._task is not None:
+            await asyncio.shield(self._task)
+
+    async def finish(self) -> None:
+        """Whatever was not written yet is, before the server goes (or fails again)."""
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await self._task
+
+    def _save_soon(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._save(), name="conference-save")
+
+    async def _save(self) -> None:
+        try:
+            while self._unsaved_state or self._unsaved_people:
+                await self._save_what_changed()
+        except Exception:
+            # The conference goes on meanwhile; a removal or a lock not written would be
+            # forgotten at a restart, so it is tried again, in the background, until it is.
+            if not self._failing:
+                log.exception("the conference's state could not be saved; trying again")
+            self._failing = True
+            asyncio.get_running_loop().call_later(SAVE_RETRY_SECONDS, self._save_again)
+        else:
+            self._failing = False
+
+    def _save_again(self) -> None:
+        if self._keep_trying():
+            self._save_soon()
+
+    async def _save_what_changed(self) -> None:
+        if self._unsaved_state:
+            self._unsaved_state = False
+            current = self._current()
+            try:
+                await self._states.save_conference(
+                    self._event_id,
+                    current.started_at,
+                    current.ended_by,
+                    current.ended_slot,
+                    current.options,
+                )
+            except BaseException:
+                self._unsaved_state = True
+                raise
+        while self._unsaved_people:
+            key = next(iter(self._unsaved_people))
+            self._unsaved_people.discard(key)
+            person = self.people.get(key)
+            try:
+                if person is None:
+                    await self._states.forget_person(self._event_id, key)
+                else:
+                    await self._states.save_person(self._event_id, key, person)
+            except BaseException:
+                self._unsaved_people.add(key)
+                raise

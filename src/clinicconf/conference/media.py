@@ -1,0 +1,89 @@
+"""What a conference needs of its media, in its own terms: the port that the aiortc
+room (sfu/room.py) implements in this process, and that a media process could
+implement behind a socket. Everything that crosses it, either way, is plain data:
+participant and page ids, SDP text, JSON-ready page messages, and frozen dataclasses
+(`Member`, `Attendee`, the `Event`); no live object of either side crosses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Set
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..moderation import Member
+from ..schedule import Event
+from .identity import ParticipantKind
+
+
+@dataclass(frozen=True)
+class Attendee:
+    """Someone the conference knows, as a recording names those who took part in it
+    (`participant` is the id their media is known by)."""
+
+    participant: str
+    name: str
+    kind: ParticipantKind
+    person_id: int | None = None
+
+
+class ConferenceMedia(Protocol):
+    """The conference's media: peers, the forwarding between them, the recording."""
+
+    @property
+    def present(self) -> Set[str]:
+        """Who sends and receives media now, by participant id."""
+
+    @property
+    def can_record(self) -> bool: ...
+
+    async def join(self, participant: str, page: str, *, guest: bool) -> None:
+        """Open `page`'s media connection; another page of the same person loses its
+        own. Raises Refused when there is no room (guests) or the media has closed."""
+
+    async def answer(self, participant: str, page: str, connection: str, sdp: str) -> None:
+        """The page's SDP answer to the latest offer of `connection`."""
+
+    async def leave(self, participant: str, page: str) -> None:
+        """The page has gone (or left): its media stops everywhere."""
+
+    def remove(self, participant: str) -> None:
+        """The person is no longer in the conference (taken off the event)."""
+
+    def changed(self) -> None:
+        """The forwarding decision changed (who is shown, who may send what): the
+        media asks the roster again, soon and once."""
+
+    async def follow_recording(
+        self, event: Event, wanted: bool, attendees: Iterable[Attendee]
+    ) -> None:
+        """Recording on exactly when `wanted` (begun, paused, resumed); those of
+        `attendees` in the media now took part in it."""
+
+    def finish_recording_soon(self, event: Event) -> None:
+        """Nobody is left: what was recorded is finished and composed, if anything."""
+
+    async def close(self, event: Event) -> None:
+        """The conference is over for this server: the recording is finished, every
+        media connection closed."""
+
+
+class MediaRoster(Protocol):
+    """What the media asks of, and tells, its conference."""
+
+    @property
+    def moderated(self) -> bool: ...
+
+    def member(self, participant: str) -> Member:
+        """The routing facts of a participant (permission, shown, host)."""
+
+    def label(self, viewer: str, subject: str) -> str:
+        """`subject`'s name as `viewer` may see it."""
+
+    def send(self, page: str, message: dict[str, Any]) -> None:
+        """Tell one page something about its media (offers, tracks, closings)."""
+
+    def recording_stopped(self, reason: str) -> None:
+        """The recording could not go on, for `reason`."""
+
+
+MediaFactory = Callable[[MediaRoster], ConferenceMedia]
