@@ -54,6 +54,9 @@ class Lobby {
   // What the server last said.
   #you = null;
   #options = { moderator: false, recording: false, locked: false, waiting_room: false };
+  // The host's ticks not yet answered: shown until the server's options arrive, so that
+  // a render meanwhile (someone arriving) does not untick what the host just ticked.
+  #askedOptions = null;
   // Guests waiting to be let in (told to hosts only), and whether this page waits.
   #waiting = [];
   #admitting = false;
@@ -115,6 +118,7 @@ class Lobby {
         break;
       case "options":
         this.#options = message.options;
+        this.#askedOptions = null;
         break;
       case "waiting":
         this.#waiting = message.guests;
@@ -206,6 +210,7 @@ class Lobby {
     this.#pending.clear();
     this.#connected = false;
     this.#startPending = false;
+    this.#askedOptions = null;
     this.#elements.reconnecting.hidden = false;
     if (this.#started) this.#conference.connectionLost();
     this.#render();
@@ -265,12 +270,12 @@ class Lobby {
 
   #sendOptions() {
     const { moderator, recording } = this.#elements;
+    this.#askedOptions = { moderator: moderator.checked, recording: recording.checked };
     // Unsent or refused, the boxes go back to what the server last said.
-    this.#request(
-      "set_options",
-      { moderator: moderator.checked, recording: recording.checked },
-      () => this.#render(),
-    );
+    this.#request("set_options", this.#askedOptions, () => {
+      this.#askedOptions = null;
+      this.#render();
+    });
   }
 
   #remove(person) {
@@ -336,8 +341,9 @@ class Lobby {
     const host = this.#you.host;
     elements.hostOptions.hidden = !host;
     elements.guestWaiting.hidden = host;
-    elements.moderator.checked = this.#options.moderator;
-    elements.recording.checked = this.#options.recording;
+    const shown = this.#askedOptions ?? this.#options;
+    elements.moderator.checked = shown.moderator;
+    elements.recording.checked = shown.recording;
     elements.moderator.disabled = !this.#connected;
     elements.recording.disabled = !this.#connected;
     elements.start.disabled = !this.#connected || this.#startPending;

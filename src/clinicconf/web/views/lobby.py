@@ -96,7 +96,7 @@ M = TypeVar("M", bound=ClientMessage)
 Handler = Callable[[Session, M], Awaitable[None]]
 # Each message type's handler; it receives the message read as its model.
 _HANDLERS: dict[str, Handler[Any]] = {}
-# A host's change is answered once written (conference_state.py): a server killed the
+# A host's change is answered once written (conference/persistence.py): a server killed the
 # moment after still takes it up again.
 _SAVED_BEFORE_ANSWERED: Final = frozenset(
     {"set_options", "set_access", "let_in", "let_in_all", "turn_away", "turn_away_all",
