@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from playwright.async_api import Page, expect
 
-from .test_lobby_browser import Links, Visitors
+from .support.visitors import Links, Visitors
 from .test_lobby_browser import client as client
 from .test_lobby_browser import clinic as clinic
 from .test_lobby_browser import links as links

@@ -51,10 +51,11 @@ from clinicconf.security import new_token
 from clinicconf.web.middleware import CSRF_HEADER
 from clinicconf.web.views import lobby
 
-from .clinic import csrf_token, sign_in
-from .conftest import ADMIN_PASSWORD, LOOPBACK_ICE, STAFF_PASSWORD, Account, make_account
-from .lobby_helpers import RECEIVE_TIMEOUT, Page
-from .test_recordings_pages import Media, compose, recording_of
+from .support.accounts import ADMIN_PASSWORD, STAFF_PASSWORD, Account, make_account
+from .support.clinic import csrf_token, sign_in
+from .support.lobby import RECEIVE_TIMEOUT, Page
+from .support.recordings import Media, compose, recording_of
+from .support.servers import LOOPBACK_ICE
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

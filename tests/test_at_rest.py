@@ -25,14 +25,12 @@ from clinicconf.db import Database
 from clinicconf.recording.compose import compose
 from clinicconf.sfu import ice
 
-from .conftest import AiohttpClient
-from .consultation import schedule_consultation
-from .servers import wait_until
-from .test_compose import SHADES, steady, write_audio, write_timeline, write_video
-from .test_conference_media import enter
-from .test_ops import clinicconf, findings
-from .test_recording_crash import start_recorded
-from .test_recording_media import COMPOSE_SECONDS
+from .support.commands import clinicconf, findings
+from .support.composition import SHADES, steady, write_audio, write_timeline, write_video
+from .support.consultation import schedule_consultation
+from .support.media_peers import enter
+from .support.recorded_media import COMPOSE_SECONDS, start_recorded
+from .support.servers import AiohttpClient, wait_until
 
 USUAL_UMASK = 0o022
 

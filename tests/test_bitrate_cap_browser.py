@@ -14,9 +14,8 @@ from playwright.async_api import Page, expect
 
 from clinicconf.config import Settings
 
-from .browser import served_settings
-from .test_conference_browser import RECORD_PEER_CONNECTIONS
-from .test_lobby_browser import Links, Visitors
+from .support.browser import served_settings
+from .support.visitors import RECORD_PEER_CONNECTIONS, Links, Visitors
 from .test_lobby_browser import client as client
 from .test_lobby_browser import clinic as clinic
 from .test_lobby_browser import links as links

@@ -14,9 +14,10 @@ from playwright.async_api import Page, expect
 from clinicconf import keys
 from clinicconf.config import Settings
 
-from .browser import chromium, new_context, serve, served_settings, watch_errors
-from .clinic import Clinic, build_clinic
-from .conftest import STAFF_PASSWORD, Account, AiohttpClient, make_account
+from .support.accounts import STAFF_PASSWORD, Account, make_account
+from .support.browser import chromium, new_context, serve, served_settings, sign_in, watch_errors
+from .support.clinic import Clinic, build_clinic
+from .support.servers import AiohttpClient
 
 EVENT_MENU = ["Join Conference", "Cancel Conference", "Get My Conference Link"]
 PUBLIC_EVENT_MENU = [
@@ -60,14 +61,6 @@ async def page(
         watch_errors(page, errors)
         yield page
     assert errors == []
-
-
-async def sign_in(page: Page, account: Account) -> None:
-    await page.goto("/signin")
-    await page.get_by_label("Email").fill(account.email)
-    await page.get_by_label("Password").fill(account.password)
-    await page.get_by_role("button", name="Sign in").click()
-    await expect(page.get_by_role("link", name="New event")).to_be_visible()
 
 
 async def clipboard(page: Page) -> str:

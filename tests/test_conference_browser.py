@@ -6,80 +6,14 @@ received audio bytes per m-line."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from playwright.async_api import Page, expect
 
-from .test_lobby_browser import Links, Visitors
+from .support.visitors import RECORD_PEER_CONNECTIONS, Links, Received, Visitors, video_of
 from .test_lobby_browser import client as client
 from .test_lobby_browser import clinic as clinic
 from .test_lobby_browser import links as links
 from .test_lobby_browser import settings as settings
 from .test_lobby_browser import visitors as visitors
-
-# Keeps the page's peer connections where the test can read their statistics.
-RECORD_PEER_CONNECTIONS = """
-(() => {
-  const Native = window.RTCPeerConnection;
-  window.peerConnections = [];
-  window.RTCPeerConnection = class extends Native {
-    constructor(...args) {
-      super(...args);
-      window.peerConnections.push(this);
-    }
-  };
-})();
-"""
-# How much has arrived on an m-line: video frames decoded, or audio bytes received.
-RECEIVED_ON_MID = """
-async ([mid, kind]) => {
-  const pc = window.peerConnections.at(-1);
-  if (!pc) return 0;
-  for (const report of (await pc.getStats()).values()) {
-    if (report.type === "inbound-rtp" && report.mid === mid) {
-      return kind === "video" ? report.framesDecoded ?? 0 : report.bytesReceived ?? 0;
-    }
-  }
-  return 0;
-}
-"""
-SETTLE_SECONDS = 1.0
-
-
-class Received:
-    """What one page receives of one other participant's video or audio."""
-
-    def __init__(self, page: Page, mid: str, kind: str) -> None:
-        self.page, self.mid, self.kind = page, mid, kind
-
-    async def count(self) -> int:
-        return int(await self.page.evaluate(RECEIVED_ON_MID, [self.mid, self.kind]))
-
-    async def grows(self, within: float = 15.0) -> float:
-        """Wait until more arrives; how long that took, in seconds."""
-        began = time.monotonic()
-        before = await self.count()
-        while await self.count() <= before:
-            assert time.monotonic() - began < within, f"nothing more on {self.kind} {self.mid}"
-            await asyncio.sleep(0.1)
-        return time.monotonic() - began
-
-    async def stopped(self) -> bool:
-        """Nothing more arrives, once what was in flight has landed."""
-        await asyncio.sleep(SETTLE_SECONDS)
-        before = await self.count()
-        await asyncio.sleep(SETTLE_SECONDS)
-        return await self.count() == before
-
-
-async def video_of(page: Page, name: str) -> Received:
-    """The video tile of `name` on `page`, once it shows."""
-    tile = page.locator("figure.tile[data-mid]").filter(has_text=name)
-    await expect(tile).to_be_visible(timeout=15_000)
-    mid = await tile.get_attribute("data-mid")
-    assert mid is not None
-    return Received(page, mid, "video")
 
 
 async def audio_of(page: Page, name: str) -> Received:

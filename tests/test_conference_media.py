@@ -5,7 +5,6 @@ who receives whose audio and video, checked on what each peer actually decodes
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -16,71 +15,21 @@ from clinicconf import audit, keys
 from clinicconf.db import utc_now
 from clinicconf.schedule import EventInput
 
-from .lobby_helpers import Client, Lobby
-from .lobby_helpers import lobby as lobby
-from .lobby_helpers import settings as settings
-from .media_peers import Join, MediaParticipant
-from .media_peers import join as join
-from .servers import wait_until
-
-BOTH = ("audio", "video")
-
-
-@dataclass
-class Three:
-    host: MediaParticipant
-    patient: MediaParticipant
-    guest: MediaParticipant
-
-    @property
-    def everyone(self) -> list[MediaParticipant]:
-        return [self.host, self.patient, self.guest]
-
-
-async def enter(participant: MediaParticipant) -> None:
-    answer = await participant.request("join_media")
-    assert answer["type"] == "result", answer
-
-
-async def three_in_conference(lobby: Lobby, join: Join, *, moderator: bool) -> Three:
-    """Ada (host), Pat (patient) and Gail (public guest), in a started conference."""
-    three = Three(
-        await join(lobby.host_path, 50),
-        await join(lobby.pat_path, 120),
-        await join(lobby.public_path, 200, display_name="Gail Guest"),
-    )
-    host = three.host
-    assert (await host.request("set_options", moderator=moderator, recording=False))[
-        "type"
-    ] == "result"
-    assert (await host.request("start"))["type"] == "result"
-    introduce(three.everyone)
-    for participant in three.everyone:
-        await enter(participant)
-    return three
-
-
-def introduce(people: list[MediaParticipant]) -> None:
-    """Tell each peer whose picture is which shade, to check what it decodes."""
-    shades = {p.id: p.shade for p in people}
-    for participant in people:
-        participant.shades = shades
-
-
-def of(*who: tuple[MediaParticipant, tuple[str, ...]]) -> set[tuple[str, str]]:
-    return {(participant.id, kind) for participant, kinds in who for kind in kinds}
-
-
-async def receive_exactly(expected: dict[MediaParticipant, set[tuple[str, str]]]) -> None:
-    """Each participant decodes media from exactly the expected publishers, kinds."""
-
-    async def check() -> bool:
-        for participant, wanted in expected.items():
-            if await participant.receiving(1.0) != wanted:
-                return False
-        return True
-
-    await wait_until(check)
+from .support.lobby import Lobby
+from .support.lobby import lobby as lobby
+from .support.lobby import settings as settings
+from .support.media_peers import (
+    BOTH,
+    Join,
+    MediaParticipant,
+    enter,
+    introduce,
+    of,
+    receive_exactly,
+    three_in_conference,
+)
+from .support.media_peers import join as join
+from .support.servers import Client, wait_until
 
 
 @pytest.mark.parametrize("forwarding", ["packets", "transcode"])

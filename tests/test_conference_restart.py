@@ -16,10 +16,8 @@ from clinicconf.db import BUSY_TIMEOUT_MS
 from clinicconf.sfu import ice
 from clinicconf.web.protocol import close_code
 
-from .media_peers import MediaParticipant
-from .servers import wait_until
-from .test_conference_media import enter, introduce
-from .test_faults import hold_database
+from .support.media_peers import MediaParticipant, enter, introduce
+from .support.servers import hold_database, wait_until
 
 
 async def test_a_conference_is_taken_up_again_after_the_server_is_killed(

@@ -8,18 +8,25 @@ import re
 from typing import Any
 
 from aiohttp import web
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from clinicconf import keys
 from clinicconf.sfu.peer import spread_candidates
 
-from .lobby_helpers import Lobby, Page
-from .lobby_helpers import lobby as lobby
-from .lobby_helpers import open_page as open_page
-from .lobby_helpers import settings as settings
-from .media_peers import Join, MediaParticipant
-from .media_peers import join as join
-from .test_conference_media import BOTH, enter, introduce, of, receive_exactly
+from .support.lobby import Lobby, Page
+from .support.lobby import lobby as lobby
+from .support.lobby import open_page as open_page
+from .support.lobby import settings as settings
+from .support.media_peers import (
+    BOTH,
+    Join,
+    MediaParticipant,
+    enter,
+    introduce,
+    of,
+    real_answer,
+    receive_exactly,
+)
+from .support.media_peers import join as join
 
 
 async def refused(page: Page | MediaParticipant, type_: str, **fields: Any) -> str:
@@ -38,17 +45,6 @@ def hundred_m_lines(offer_sdp: str) -> str:
         for mid in range(100)
     )
     return head + sections
-
-
-async def real_answer(offer_sdp: str) -> str:
-    """What an aiortc peer answers to the offer, receiving on every m-line."""
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
-    try:
-        await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
-        return str(pc.localDescription.sdp)
-    finally:
-        await pc.close()
 
 
 async def answer_sending_everywhere(offer_sdp: str) -> str:

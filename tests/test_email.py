@@ -17,14 +17,14 @@ from icalendar import Calendar
 from clinicconf.config import Settings
 from clinicconf.schedule import EventInput
 
-from .conftest import AiohttpClient
-from .consultation import (
+from .support.consultation import (
     open_clinic,
     schedule_consultation,
     tried_and_failed,
     wait_for_outbox,
 )
-from .servers import (
+from .support.servers import (
+    AiohttpClient,
     SmtpServer,
     TlsSmtp,
     smtp_server_fixture,  # noqa: F401 (a fixture, found by name)

@@ -18,9 +18,9 @@ from clinicconf.db import to_db_time, utc_now
 from clinicconf.notify import outbox
 from clinicconf.schedule import Patient
 
-from .clinic import CLINIC_ZONE, Clinic, build_clinic, sign_in
-from .conftest import Account
-from .servers import wait_until
+from .support.accounts import Account
+from .support.clinic import CLINIC_ZONE, Clinic, build_clinic, event_form, json_headers, sign_in
+from .support.servers import wait_until
 
 Client = TestClient[web.Request, web.Application]
 
@@ -33,25 +33,6 @@ def settings(settings: Settings) -> Settings:
 @pytest.fixture
 async def clinic(app: web.Application, staff: Account) -> Clinic:
     return await build_clinic(app, staff)
-
-
-def event_form(csrf: str, clinic: Clinic, **changes: str | list[str]) -> list[tuple[str, str]]:
-    """A filled-in event form: a telehealth session with Sam, Pat and Quinn."""
-    fields: dict[str, str | list[str]] = {
-        "csrf_token": csrf,
-        "title": "Follow-up",
-        "event_type_id": str(clinic.telehealth.id),
-        "start": "2030-05-06T10:00",
-        "end": "2030-05-06T10:30",
-        "staff_ids": [str(clinic.staff.id)],
-        "patient_ids": [str(clinic.pat.id), str(clinic.quinn.id)],
-        "record_patient_id": "",
-    } | changes
-    return [
-        (name, item)
-        for name, value in fields.items()
-        for item in (value if isinstance(value, list) else [value])
-    ]
 
 
 async def follow_up(clinic: Clinic, *patients: Patient) -> int:
@@ -70,10 +51,6 @@ def day_column(html: str, day: str) -> str:
     match = re.search(rf'<section class="day[^"]*" data-date="{day}".*?</section>', html, re.S)
     assert match, f"no column for {day}"
     return match.group(0)
-
-
-def json_headers(csrf: str) -> dict[str, str]:
-    return {"Accept": "application/json", "X-CSRF-Token": csrf}
 
 
 async def count(app: web.Application, table: str) -> int:

@@ -19,13 +19,21 @@ import pytest
 from aiortc import RTCRtpCodecParameters, RTCRtpSender, rtcrtpsender
 from aiortc.rtp import is_rtcp
 
-from .lobby_helpers import Client, Lobby
-from .lobby_helpers import lobby as lobby
-from .lobby_helpers import settings as settings
-from .media_peers import FRAMES_PER_SECOND, Join, MediaParticipant
-from .media_peers import join as join
-from .servers import wait_until
-from .test_conference_media import BOTH, enter, introduce, of, receive_exactly
+from .support.lobby import Lobby
+from .support.lobby import lobby as lobby
+from .support.lobby import settings as settings
+from .support.media_peers import (
+    BOTH,
+    FRAMES_PER_SECOND,
+    Join,
+    MediaParticipant,
+    enter,
+    introduce,
+    of,
+    receive_exactly,
+)
+from .support.media_peers import join as join
+from .support.servers import Client, wait_until
 
 # A frame of the flat test cameras fits one packet: this many packets are this many
 # frames, at FRAMES_PER_SECOND.

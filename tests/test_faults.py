@@ -3,9 +3,7 @@ by another process (a backup tool, a second server started by mistake)."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import sys
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -19,28 +17,10 @@ from clinicconf import keys
 from clinicconf.db import Database
 from clinicconf.errors import ServerBusy
 
-from .conftest import Account
+from .support.accounts import Account
+from .support.servers import hold_database
 
 Client = TestClient[web.Request, web.Application]
-# Another process takes the database's write lock, says so, and keeps it a while.
-HOLD_THE_DATABASE = """
-import sqlite3, sys, time
-db = sqlite3.connect(sys.argv[1], isolation_level=None)
-db.execute("BEGIN IMMEDIATE")
-print("holding", flush=True)
-time.sleep(float(sys.argv[2]))
-db.execute("COMMIT")
-"""
-
-
-async def hold_database(path: Path, seconds: float) -> asyncio.subprocess.Process:
-    holder = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", HOLD_THE_DATABASE, str(path), str(seconds),
-        stdout=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert holder.stdout is not None
-    assert await holder.stdout.readline() == b"holding\n"
-    return holder
 
 
 async def add_patient(client: Client, staff: Account, number: str) -> tuple[int, Any, str | None]:

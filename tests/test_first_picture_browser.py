@@ -19,10 +19,8 @@ from yarl import URL
 from clinicconf.bench import clip
 from clinicconf.bench.participant import Participant
 
-from .lobby_helpers import Client
-from .servers import wait_until
-from .test_conference_browser import RECORD_PEER_CONNECTIONS, video_of
-from .test_lobby_browser import Links, Visitors
+from .support.servers import Client, wait_until
+from .support.visitors import RECORD_PEER_CONNECTIONS, Links, Visitors, video_of
 from .test_lobby_browser import client as client
 from .test_lobby_browser import clinic as clinic
 from .test_lobby_browser import links as links

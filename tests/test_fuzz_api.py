@@ -35,11 +35,11 @@ from clinicconf.config import Settings
 from clinicconf.recording.files import COMPOSED, track_path
 from clinicconf.web.views.api import document
 
-from .clinic import build_clinic
-from .conftest import ADMIN_PASSWORD, LOOPBACK_ICE, Account, make_account
-from .fuzzing import REPEATABLE
-from .servers import HOST, free_port
-from .test_recordings_pages import PAT, SAM, Media, compose, recording_of
+from .support.accounts import ADMIN_PASSWORD, Account, make_account
+from .support.clinic import build_clinic
+from .support.fuzzing import REPEATABLE
+from .support.recordings import PAT, SAM, Media, compose, recording_of
+from .support.servers import HOST, LOOPBACK_ICE, free_port
 
 T = TypeVar("T")
 Case = schemathesis.Case[Any]

@@ -36,15 +36,14 @@ from playwright.async_api import Page
 
 from clinicconf.config import Settings
 
-from .browser import chromium, new_context, watch_errors
-from .fuzzing import REPEATABLE
-from .lobby_helpers import RECEIVE_TIMEOUT, Client, Lobby
-from .lobby_helpers import lobby as lobby
-from .lobby_helpers import settings as settings
-from .media_peers import Join, MediaParticipant
-from .media_peers import join as join
-from .servers import wait_until
-from .test_conference_media import enter, introduce
+from .support.browser import chromium, new_context, watch_errors
+from .support.fuzzing import REPEATABLE
+from .support.lobby import RECEIVE_TIMEOUT, Lobby
+from .support.lobby import lobby as lobby
+from .support.lobby import settings as settings
+from .support.media_peers import Join, MediaParticipant, enter, introduce
+from .support.media_peers import join as join
+from .support.servers import Client, wait_until
 
 HOST_SHADE, PAGE_SHADE = 50, 200
 # How long an answer the server took may settle (connect, or fail) before the page

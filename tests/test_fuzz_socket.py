@@ -33,10 +33,11 @@ from clinicconf.moderation import Permission
 from clinicconf.schedule import EventInput
 from clinicconf.web.protocol import GUEST_MESSAGES, LINKED_MESSAGES, ClientMessage
 
-from .fuzzing import REPEATABLE
-from .lobby_helpers import RECEIVE_TIMEOUT, Client, Lobby, Page, socket_path
-from .lobby_helpers import lobby as lobby
-from .lobby_helpers import settings as settings
+from .support.fuzzing import REPEATABLE
+from .support.lobby import RECEIVE_TIMEOUT, Lobby, Page, socket_path
+from .support.lobby import lobby as lobby
+from .support.lobby import settings as settings
+from .support.servers import Client
 
 PROTOCOL = (Path(__file__).parents[1] / "docs" / "lobby-protocol.md").read_text()
 

@@ -28,10 +28,10 @@ from clinicconf.conference.identity import Closing
 from clinicconf.config import Forwarding, Settings
 from clinicconf.web.protocol import close_code
 
-from .conftest import LOOPBACK_ICE
-from .lobby_helpers import GRACE_SECONDS, Client, Lobby, Page
-from .lobby_helpers import lobby as lobby
-from .lobby_helpers import open_page as open_page
+from .support.lobby import GRACE_SECONDS, Lobby, Page
+from .support.lobby import lobby as lobby
+from .support.lobby import open_page as open_page
+from .support.servers import LOOPBACK_ICE, Client
 
 # What the public link's holder opened before the bounds: 500 sockets filled the
 # conference, and everyone after them was closed as "full".

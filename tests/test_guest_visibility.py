@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .lobby_helpers import Lobby, by_name
-from .lobby_helpers import lobby as lobby
-from .lobby_helpers import open_page as open_page
-from .lobby_helpers import settings as settings
-from .media_peers import Join
-from .media_peers import join as join
-from .servers import wait_until
-from .test_conference_media import three_in_conference
+from .support.lobby import Lobby, by_name
+from .support.lobby import lobby as lobby
+from .support.lobby import open_page as open_page
+from .support.lobby import settings as settings
+from .support.media_peers import Join, three_in_conference
+from .support.media_peers import join as join
+from .support.servers import wait_until
 
 
 async def test_a_patient_sees_each_guest_arrive_and_leave_as_guest(

@@ -31,9 +31,10 @@ from clinicconf.throttle import (
 from clinicconf.web.logging import RedactingAccessLogger, RedactTokens
 from clinicconf.web.middleware import SESSION_COOKIE
 
-from .conftest import ADMIN_PASSWORD, STAFF_PASSWORD, Account, AiohttpClient, api, make_account
-from .servers import wait_until
-from .test_pages import Conference, get, schedule, sign_in, submit
+from .support.accounts import ADMIN_PASSWORD, STAFF_PASSWORD, Account, make_account
+from .support.api import api
+from .support.pages import Conference, get, schedule, sign_in, submit
+from .support.servers import AiohttpClient, wait_until
 from .test_pages import conference as conference
 
 Client = TestClient[web.Request, web.Application]

@@ -23,14 +23,22 @@ from clinicconf.sfu import ice
 from clinicconf.sfu.passthrough import PacketForwarding
 from clinicconf.sfu.peer import Peer
 
-from .lobby_helpers import Client, Lobby
-from .lobby_helpers import lobby as lobby
-from .lobby_helpers import open_page as open_page
-from .lobby_helpers import settings as settings
-from .media_peers import Join, MediaParticipant
-from .media_peers import join as join
-from .test_conference_media import BOTH, enter, introduce, of, receive_exactly
-from .test_conference_signalling import real_answer
+from .support.lobby import Lobby
+from .support.lobby import lobby as lobby
+from .support.lobby import open_page as open_page
+from .support.lobby import settings as settings
+from .support.media_peers import (
+    BOTH,
+    Join,
+    MediaParticipant,
+    enter,
+    introduce,
+    of,
+    real_answer,
+    receive_exactly,
+)
+from .support.media_peers import join as join
+from .support.servers import Client
 
 ANNOUNCED = "192.0.2.1"
 # What Linux delivers to the host itself: where a candidate refused on a server on

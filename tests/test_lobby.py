@@ -14,10 +14,11 @@ from clinicconf import audit, keys
 from clinicconf.config import Settings
 from clinicconf.schedule import EventInput
 
-from .lobby_helpers import GRACE_SECONDS, Client, Lobby, Page, by_name
-from .lobby_helpers import lobby as lobby
-from .lobby_helpers import open_page as open_page
-from .lobby_helpers import settings as settings
+from .support.lobby import GRACE_SECONDS, Lobby, Page, by_name
+from .support.lobby import lobby as lobby
+from .support.lobby import open_page as open_page
+from .support.lobby import settings as settings
+from .support.servers import Client
 
 
 async def test_the_host_sees_everyone_invited_and_who_arrives(lobby: Lobby, open_page: Any) -> None:

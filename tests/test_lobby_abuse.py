@@ -24,11 +24,12 @@ from clinicconf.schedule import EventInput, EventTypeInput, PatientInput
 from clinicconf.web.views import lobby as lobby_view
 from clinicconf.web.views.lobby import FLOOD_MESSAGES, MAX_MESSAGE_BYTES
 
-from .conftest import Account
-from .lobby_helpers import GRACE_SECONDS, RECEIVE_TIMEOUT, Client, Lobby, Page, by_name, socket_path
-from .lobby_helpers import lobby as lobby
-from .lobby_helpers import open_page as open_page
-from .lobby_helpers import settings as settings
+from .support.accounts import Account
+from .support.lobby import GRACE_SECONDS, RECEIVE_TIMEOUT, Lobby, Page, by_name, socket_path
+from .support.lobby import lobby as lobby
+from .support.lobby import open_page as open_page
+from .support.lobby import settings as settings
+from .support.servers import Client
 
 # What the conference records when it changes; a refused message records none of it.
 CHANGES = {"options_changed", "access_changed", "conference_started"}

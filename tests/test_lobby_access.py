@@ -13,10 +13,11 @@ from clinicconf import audit, keys
 from clinicconf.conference.identity import Closing
 from clinicconf.web.protocol import close_code
 
-from .lobby_helpers import GRACE_SECONDS, Client, Lobby, Page
-from .lobby_helpers import lobby as lobby
-from .lobby_helpers import open_page as open_page
-from .lobby_helpers import settings as settings
+from .support.lobby import GRACE_SECONDS, Lobby, Page
+from .support.lobby import lobby as lobby
+from .support.lobby import open_page as open_page
+from .support.lobby import settings as settings
+from .support.servers import Client
 
 
 async def knock(client: Client, path: str, name: str, key: str | None = None) -> Page:

@@ -8,25 +8,22 @@ import asyncio
 import dataclasses
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import timedelta
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from playwright.async_api import Browser, Locator, Page, expect
+from playwright.async_api import Locator, Page, expect
 
-from clinicconf import keys
 from clinicconf.config import Settings
-from clinicconf.links import LinkKind
 from clinicconf.schedule import EventInput
 
-from .browser import chromium, new_context, serve, served_settings, watch_errors
-from .clinic import CLINIC_ZONE, Clinic, build_clinic
-from .conftest import Account, AiohttpClient
+from .support.accounts import Account
+from .support.browser import chromium, serve, served_settings
+from .support.clinic import Clinic, build_clinic
+from .support.servers import AiohttpClient
+from .support.visitors import WAITING, Links, Visitors, schedule
 
-WAITING = "Waiting for the host to start the conference"
 _TIME_LEFT = re.compile(r"Time Left: (?:(\d+) h )?(\d+) min (\d+) s")
 # A computer clock ten minutes fast: "Time Left" must not follow it.
 CLOCK_AHEAD = "const realNow = Date.now; Date.now = () => realNow() + 10 * 60 * 1000;"
@@ -49,70 +46,14 @@ async def client(
     return await serve(aiohttp_client, settings)
 
 
-@dataclass(frozen=True)
-class Links:
-    """The join links of a Public Conference."""
-
-    event_id: int
-    host: str  # Sam Staff's
-    pat: str
-    quinn: str
-    public: str
-
-
 @pytest.fixture
 async def clinic(app: web.Application, staff: Account) -> Clinic:
     return await build_clinic(app, staff)
 
 
-async def schedule(app: web.Application, clinic: Clinic, staff: Account, start_in: int) -> Links:
-    """A Public Conference with Sam Staff, Pat and Quinn, starting `start_in` minutes
-    from now (negative: that long ago) and ending 30 minutes from now."""
-    now = datetime.now(ZoneInfo(CLINIC_ZONE)).replace(tzinfo=None, microsecond=0)
-    saved = await clinic.event(
-        "Follow-up",
-        clinic.group,
-        (now + timedelta(minutes=start_in)).isoformat(),
-        (now + timedelta(minutes=30)).isoformat(),
-        patients=[clinic.pat, clinic.quinn],
-    )
-    event_id = saved.event.id
-
-    async def url(kind: LinkKind, person_id: int | None) -> str:
-        found = await clinic.scheduler.links.url_for(app[keys.DATABASE], event_id, kind, person_id)
-        assert found is not None
-        return found
-
-    return Links(
-        event_id,
-        host=await url("staff", staff.id),
-        pat=await url("patient", clinic.pat.id),
-        quinn=await url("patient", clinic.quinn.id),
-        public=await url("public", None),
-    )
-
-
 @pytest.fixture
 async def links(app: web.Application, clinic: Clinic, staff: Account) -> Links:
     return await schedule(app, clinic, staff, start_in=-5)
-
-
-class Visitors:
-    """People opening links, each in a browser context of their own."""
-
-    def __init__(self, browser: Browser, settings: Settings) -> None:
-        self._browser = browser
-        self._settings = settings
-        self.errors: list[str] = []
-
-    async def open(self, url: str, *, init_script: str = "") -> Page:
-        context = await new_context(self._browser, self._settings)
-        if init_script:
-            await context.add_init_script(init_script)
-        page = await context.new_page()
-        watch_errors(page, self.errors)
-        await page.goto(url)
-        return page
 
 
 @pytest.fixture

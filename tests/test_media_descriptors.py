@@ -13,10 +13,10 @@ from aiohttp import web
 
 from clinicconf import keys
 
-from .lobby_helpers import Lobby, Page
-from .lobby_helpers import lobby as lobby
-from .lobby_helpers import open_page as open_page
-from .lobby_helpers import settings as settings
+from .support.lobby import Lobby, Page
+from .support.lobby import lobby as lobby
+from .support.lobby import open_page as open_page
+from .support.lobby import settings as settings
 
 # Below the landing page's flood limit (20 messages in 5 s) for each tab.
 JOINS_PER_TAB = 12

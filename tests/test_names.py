@@ -9,11 +9,13 @@ from typing import Any
 
 import pytest
 
-from .conftest import Account, api
-from .lobby_helpers import Client, Lobby, Page, by_name
-from .lobby_helpers import lobby as lobby
-from .lobby_helpers import open_page as open_page
-from .lobby_helpers import settings as settings
+from .support.accounts import Account
+from .support.api import api
+from .support.lobby import Lobby, Page, by_name
+from .support.lobby import lobby as lobby
+from .support.lobby import open_page as open_page
+from .support.lobby import settings as settings
+from .support.servers import Client
 
 # "Ada Admin" typed backwards behind a right-to-left override reads as "Ada Admin".
 POSING_AS_THE_HOST = "\u202enimdA adA"

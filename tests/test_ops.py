@@ -12,8 +12,7 @@ import re
 import shutil
 import sqlite3
 import subprocess
-import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
@@ -29,7 +28,8 @@ from clinicconf.schedule import StaffInput
 from clinicconf.scheduling import Scheduler
 from clinicconf.security import load_or_create_secret_key
 
-from .servers import (
+from .support.commands import clinicconf, findings
+from .support.servers import (
     HOST,
     SmtpServer,
     TlsSmtp,
@@ -42,25 +42,6 @@ from .servers import (
 
 TURN_SECRET = "turn-shared-secret"
 SHA256SUM = shutil.which("sha256sum") or "sha256sum"  # GNU coreutils
-_LINE = re.compile(r"(ok|warning|problem) +([^:]+): (.*)")
-
-
-async def clinicconf(*args: str, env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
-    """`python -m clinicconf ARGS` as an administrator runs it; its exit code, output
-    and errors. Not subprocess.run: the stand-ins answer on this event loop."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "clinicconf", *args,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})},
-    )  # fmt: skip
-    out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
-def findings(output: str) -> dict[str, tuple[str, str]]:
-    """What check printed, by subject: (verdict, text)."""
-    lines = [match.groups() for match in map(_LINE.fullmatch, output.splitlines()) if match]
-    return {subject: (verdict, text) for verdict, subject, text in lines}
 
 
 # --- check ----------------------------------------------------------------------------

@@ -14,8 +14,7 @@ from clinicconf.config import Settings
 from clinicconf.db import Database, to_db_time, utc_now
 from clinicconf.schedule import EventInput
 
-from .conftest import AiohttpClient
-from .consultation import (
+from .support.consultation import (
     make_retries_due,
     open_clinic,
     outbox_rows,
@@ -23,7 +22,8 @@ from .consultation import (
     tried_and_failed,
     wait_for_outbox,
 )
-from .servers import (
+from .support.servers import (
+    AiohttpClient,
     SmtpServer,
     smtp_server_fixture,  # noqa: F401 (a fixture, found by name)
 )

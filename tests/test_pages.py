@@ -5,31 +5,28 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from yarl import URL
 
 from clinicconf import accounts, audit, keys
 from clinicconf.accounts import StaffUser
 from clinicconf.config import Settings
-from clinicconf.db import utc_now
 from clinicconf.errors import PermissionDenied
-from clinicconf.links import LinkKind
-from clinicconf.schedule import EventInput, EventTypeInput, PatientInput
+from clinicconf.schedule import EventInput
 
-from .conftest import ADMIN_PASSWORD, LOOPBACK_ICE, Account, make_account
+from .support.accounts import ADMIN_PASSWORD, Account, make_account
+from .support.pages import Conference, Page, get, schedule, sign_in, submit
+from .support.servers import LOOPBACK_ICE
 
 Client = TestClient[web.Request, web.Application]
 
 # The clinic is not in UTC here, so that the pages' times show the conversion.
 CLINIC_ZONE = "America/Chicago"
 PUBLIC_WITHOUT_VIDEO = "Public Conference can only be enabled when Video Conferencing is enabled."
-_CSRF_FIELD = re.compile(r'<input type="hidden" name="csrf_token" value="([^"]+)">')
 
 
 @pytest.fixture
@@ -41,36 +38,6 @@ def settings(tmp_path: Path) -> Settings:
         time_zone=CLINIC_ZONE,
         ice_addresses=LOOPBACK_ICE,
     )
-
-
-@dataclass
-class Page:
-    status: int
-    text: str
-    location: str | None
-
-
-async def get(client: Client, path: str) -> Page:
-    async with client.get(path, allow_redirects=False) as resp:
-        return Page(resp.status, await resp.text(), resp.headers.get("Location"))
-
-
-async def submit(
-    client: Client, page: str, data: dict[str, str], action: str | None = None
-) -> Page:
-    """Open `page`, then post `data` with the form's CSRF token to `action` (the page
-    itself by default), as a browser submitting the page's form would."""
-    match = _CSRF_FIELD.search((await get(client, page)).text)
-    assert match, f"no form on {page}"
-    async with client.post(
-        action or page, data={"csrf_token": match.group(1), **data}, allow_redirects=False
-    ) as resp:
-        return Page(resp.status, await resp.text(), resp.headers.get("Location"))
-
-
-async def sign_in(client: Client, account: Account) -> None:
-    page = await submit(client, "/signin", {"email": account.email, "password": account.password})
-    assert page.status == 303, page.text
 
 
 def value_of(page: Page, field: str) -> str:
@@ -291,58 +258,6 @@ async def test_a_patient_name_is_shown_as_text_never_as_markup(
 
 
 # --- join links ------------------------------------------------------------------------
-
-
-@dataclass
-class Conference:
-    event_id: int
-    admin: StaffUser
-    staff_path: str
-    patient_path: str
-    other_patient_path: str
-    public_path: str
-    patient_id: int
-
-
-async def schedule(
-    app: web.Application, admin: Account, staff: Account, start_in: timedelta
-) -> Conference:
-    """A Public Conference with the admin, a staff member and two patients, starting
-    `start_in` from now and lasting an hour."""
-    scheduler = app[keys.SCHEDULER]
-    db = app[keys.DATABASE]
-    user = StaffUser(admin.id, "Ada Admin", admin.email, True)
-    event_type = await scheduler.create_event_type(user, EventTypeInput("Open clinic", True, True))
-    pat = await scheduler.create_patient(user, PatientInput("Pat One", "R-1"))
-    quinn = await scheduler.create_patient(user, PatientInput("Quinn Two", "R-2"))
-    start = utc_now() + start_in
-    saved = await scheduler.create_event(
-        user,
-        EventInput(
-            "Group session",
-            event_type.id,
-            start,
-            start + timedelta(hours=1),
-            [admin.id, staff.id],
-            [pat.id, quinn.id],
-        ),
-    )
-    event_id = saved.event.id
-
-    async def path(kind: LinkKind, person_id: int | None) -> str:
-        url = await scheduler.links.url_for(db, event_id, kind, person_id)
-        assert url is not None
-        return URL(url).path
-
-    return Conference(
-        event_id,
-        user,
-        await path("staff", staff.id),
-        await path("patient", pat.id),
-        await path("patient", quinn.id),
-        await path("public", None),
-        pat.id,
-    )
 
 
 @pytest.fixture

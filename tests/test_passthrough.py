@@ -24,7 +24,7 @@ from clinicconf.sfu.passthrough.outlet import PacketOutlet
 from clinicconf.sfu.passthrough.rtp import Received, ntp_now
 from clinicconf.sfu.passthrough.source import KEPT_KEYFRAME_PACKETS, PacketSource
 
-from .servers import wait_until
+from .support.servers import wait_until
 
 SOURCE_SSRC = 0x1234
 

@@ -29,9 +29,10 @@ from clinicconf.web.protocol import (
 )
 from clinicconf.web.views import lobby as lobby_view
 
-from .lobby_helpers import RECEIVE_TIMEOUT, Client, Lobby, Page
-from .lobby_helpers import lobby as lobby
-from .lobby_helpers import settings as settings
+from .support.lobby import RECEIVE_TIMEOUT, Lobby, Page
+from .support.lobby import lobby as lobby
+from .support.lobby import settings as settings
+from .support.servers import Client
 
 STATIC: Final = Path(protocol.__file__).parent / "static"
 # Each message as its `type` declares it, and nothing more.

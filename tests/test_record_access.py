@@ -36,15 +36,22 @@ from clinicconf.scheduling import Scheduler
 from clinicconf.security import load_or_create_secret_key
 from clinicconf.web.protocol import close_code
 
-from .clinic import CLINIC_ZONE, Clinic, build_clinic, sign_in
-from .conftest import ADMIN_PASSWORD, STAFF_PASSWORD, Account, make_account
-from .lobby_helpers import Lobby, Page
-from .lobby_helpers import lobby as lobby
-from .lobby_helpers import open_page as open_page
-from .test_api import call
-from .test_event_pages import event_form, json_headers
+from .support.accounts import ADMIN_PASSWORD, STAFF_PASSWORD, Account, make_account
+from .support.api import call
+from .support.clinic import (
+    CLINIC_ZONE,
+    Clinic,
+    build_clinic,
+    event_form,
+    json_headers,
+    sign_in,
+    text,
+)
+from .support.lobby import Lobby, Page
+from .support.lobby import lobby as lobby
+from .support.lobby import open_page as open_page
+from .support.recordings import Media, compose
 from .test_event_pages import settings as settings
-from .test_recordings_pages import Media, compose, text
 from .test_recordings_pages import media as media
 
 Client = TestClient[web.Request, web.Application]

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 from playwright.async_api import Page, expect
 
-from .clinic import Clinic
-from .conftest import Account
-from .test_browser import sign_in
-from .test_conference_browser import RECORD_PEER_CONNECTIONS, video_of
-from .test_lobby_browser import Links, Visitors
+from .support.accounts import Account
+from .support.browser import sign_in
+from .support.clinic import Clinic
+from .support.recorded_media import COMPOSE_SECONDS
+from .support.visitors import RECORD_PEER_CONNECTIONS, Links, Visitors, video_of
 from .test_lobby_browser import client as client
 from .test_lobby_browser import clinic as clinic
 from .test_lobby_browser import links as links
 from .test_lobby_browser import settings as settings
 from .test_lobby_browser import visitors as visitors
-from .test_recording_media import COMPOSE_SECONDS
 
 # How the page's <video> says it can play on (HTMLMediaElement.HAVE_ENOUGH_DATA).
 HAVE_ENOUGH_DATA = 4

@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import aiohttp
-import av
 
 from clinicconf import accounts
 from clinicconf.accounts import StaffUser
@@ -17,39 +16,13 @@ from clinicconf.recording.files import COMPOSED, track_path
 from clinicconf.sfu import ice
 from clinicconf.web.middleware import SESSION_COOKIE
 
-from .media_peers import MediaParticipant
-from .servers import wait_until
-from .test_conference_media import enter, introduce
-from .test_recording_media import COMPOSE_SECONDS
+from .support.media_peers import enter
+from .support.recorded_media import COMPOSE_SECONDS, last_frame_time, start_recorded
+from .support.servers import wait_until
 
 RECORDED_SECONDS = 6.0
 # "Plays up to within a few seconds of the kill".
 LOST_AT_MOST_SECONDS = 2.0
-
-
-def last_frame_time(path: Path) -> float:
-    """How far a file plays: the time of the last frame it decodes."""
-    last = 0.0
-    with av.open(str(path)) as container:
-        for frame in container.decode(container.streams[0]):
-            assert frame.time is not None
-            last = frame.time
-    return last
-
-
-async def start_recorded(
-    http: aiohttp.ClientSession, host_url: str, public_url: str
-) -> tuple[MediaParticipant, MediaParticipant]:
-    """The host and a guest on a server of its own: the conference started with
-    recording on, neither in media yet."""
-    host = MediaParticipant(await http.ws_connect(host_url), 60, tone=500)
-    guest = MediaParticipant(await http.ws_connect(public_url), 180, tone=900)
-    await host.hello()
-    await guest.hello(display_name="Gail Guest")
-    introduce([host, guest])
-    assert (await host.request("set_options", moderator=False, recording=True))["type"] == "result"
-    assert (await host.request("start"))["type"] == "result"
-    return host, guest
 
 
 async def host_session(settings_db: Path) -> str:

@@ -28,19 +28,31 @@ from clinicconf.recording.files import (
     track_path,
 )
 
-from .clinic import sign_in
-from .conftest import Account
-from .lobby_helpers import Client, Lobby
-from .lobby_helpers import lobby as lobby
-from .lobby_helpers import settings as settings
-from .media_peers import FRAMES_PER_SECOND, VIDEO_SIZE, Join, MediaParticipant
-from .media_peers import join as join
-from .servers import wait_until
-from .test_compose import SHADES, SIZE, steady, write_audio, write_timeline, write_video
-from .test_compose import decode as decode_composition
-from .test_conference_media import enter, introduce
-from .test_recording_crash import last_frame_time
-from .test_recording_media import decode, halves, indicator, ready_recording, tone_level
+from .support.accounts import Account
+from .support.clinic import sign_in
+from .support.composition import SHADES, SIZE, steady, write_audio, write_timeline, write_video
+from .support.composition import decode as decode_composition
+from .support.lobby import Lobby
+from .support.lobby import lobby as lobby
+from .support.lobby import settings as settings
+from .support.media_peers import (
+    FRAMES_PER_SECOND,
+    VIDEO_SIZE,
+    Join,
+    MediaParticipant,
+    enter,
+    introduce,
+)
+from .support.media_peers import join as join
+from .support.recorded_media import (
+    decode,
+    halves,
+    indicator,
+    last_frame_time,
+    ready_recording,
+    tone_level,
+)
+from .support.servers import Client, wait_until
 
 Size = tuple[int, int]
 

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from aiohttp import web
@@ -17,79 +14,18 @@ from aiohttp import web
 from clinicconf import audit, keys
 from clinicconf.conference.coordinator import CANNOT_RECORD
 from clinicconf.recording.files import COMPOSED, track_path
-from clinicconf.recording.store import Recording
 
-from .lobby_helpers import Lobby
-from .lobby_helpers import lobby as lobby
-from .lobby_helpers import settings as settings
-from .media_peers import Join, MediaParticipant
-from .media_peers import join as join
-from .servers import wait_until
-from .test_conference_media import enter, introduce
-
-SAMPLE_RATE = 48_000
-# Composing a few seconds of media takes a few seconds; far more on a loaded machine.
-COMPOSE_SECONDS = 120
-
-
-@dataclass
-class Decoded:
-    """A composed file as a viewer gets it: its pictures' brightness and its sound."""
-
-    pictures: list[tuple[float, np.ndarray]]  # (time in seconds, luma plane)
-    sound: np.ndarray  # mono, 48 kHz
-    duration: float
-
-
-def decode(path: Path) -> Decoded:
-    pictures: list[tuple[float, np.ndarray]] = []
-    chunks: list[np.ndarray] = []
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-    with av.open(str(path)) as container:
-        assert [s.type for s in container.streams] == ["video", "audio"]
-        for frame in container.decode(*container.streams):
-            if isinstance(frame, av.VideoFrame):
-                assert frame.time is not None
-                pictures.append((frame.time, frame.to_ndarray(format="gray")))
-            else:
-                chunks += [r.to_ndarray()[0] for r in resampler.resample(frame)]
-    sound = np.concatenate(chunks)
-    duration = max(pictures[-1][0], len(sound) / SAMPLE_RATE)
-    return Decoded(pictures, sound, duration)
-
-
-def tone_level(sound: np.ndarray, start: float, end: float, frequency: int) -> float:
-    """The amplitude of `frequency` in the sound between two times (seconds)."""
-    window = sound[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
-    spectrum = np.abs(np.fft.rfft(window * np.hanning(len(window))))
-    bins = np.fft.rfftfreq(len(window), 1 / SAMPLE_RATE)
-    near = (bins > frequency - 15) & (bins < frequency + 15)
-    return float(spectrum[near].max() / len(window))
+from .support.lobby import Lobby
+from .support.lobby import lobby as lobby
+from .support.lobby import settings as settings
+from .support.media_peers import Join, MediaParticipant, enter, introduce
+from .support.media_peers import join as join
+from .support.recorded_media import Decoded, decode, halves, indicator, ready_recording, tone_level
+from .support.servers import wait_until
 
 
 def picture_at(decoded: Decoded, moment: float) -> np.ndarray:
     return min(decoded.pictures, key=lambda p: abs(p[0] - moment))[1]
-
-
-def halves(picture: np.ndarray) -> list[float]:
-    """The brightness in the middle of the left and the right half of the picture."""
-    height, width = picture.shape
-    rows = slice(height * 2 // 5, height * 3 // 5)
-    quarter = width // 4
-    return [float(picture[rows, x - 40 : x + 40].mean()) for x in (quarter, 3 * quarter)]
-
-
-async def ready_recording(app: web.Application, event_id: int) -> Recording:
-    store = app[keys.RECORDINGS]
-
-    async def composed() -> bool:
-        recordings = await store.for_event(event_id)
-        assert all(r.state != "failed" for r in recordings), recordings
-        return bool(recordings) and recordings[0].state == "ready"
-
-    await wait_until(composed, within=COMPOSE_SECONDS)
-    (recording,) = await store.for_event(event_id)
-    return recording
 
 
 async def test_a_recorded_conference_is_composed_with_only_what_was_permitted(
@@ -189,12 +125,6 @@ async def test_a_recorded_conference_is_composed_with_only_what_was_permitted(
         e["action"] for e in await audit.entries(app[keys.DATABASE], event_id=lobby.event_id)
     ]
     assert "recording_started" in actions
-
-
-async def indicator(participant: MediaParticipant, *, on: bool) -> None:
-    """The participant's page is told the recording is on (or off)."""
-    while (await participant.expect("options"))["options"]["recording"] is not on:
-        pass
 
 
 async def wait_until_since(origin: float, seconds: float) -> None:

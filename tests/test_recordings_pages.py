@@ -10,7 +10,6 @@ import io
 import json
 import re
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,26 +21,25 @@ from yarl import URL
 
 from clinicconf import audit, keys
 from clinicconf.bench import clip
-from clinicconf.recording.files import COMPOSED, Kind, TrackFile, track_path
-from clinicconf.recording.store import Attendee, Recordings
+from clinicconf.recording.files import COMPOSED, track_path
 
-from .clinic import CLINIC_ZONE, Clinic, csrf_token, sign_in
-from .conftest import ADMIN_PASSWORD, STAFF_PASSWORD, Account, make_account
-from .test_api import call
+from .support.accounts import ADMIN_PASSWORD, STAFF_PASSWORD, Account, make_account
+from .support.api import call
+from .support.clinic import CLINIC_ZONE, Clinic, csrf_token, sign_in, text
+from .support.recordings import (
+    COMPOSED_MS,
+    PAT,
+    SAM,
+    Media,
+    compose,
+    recording_of,
+    store_of,
+    write_track,
+)
 from .test_event_pages import clinic as clinic
 from .test_event_pages import settings as settings
 
 Client = TestClient[web.Request, web.Application]
-
-# The recorder names track files by the conference's participant ids.
-SAM, PAT = "5a4d0001", "9e7c0002"
-FRAME_MS: dict[Kind, int] = {"video": 1000 // clip.FRAMES_PER_SECOND, "audio": 20}
-# What the composer reports for the composed file: 12 min 5 s, 48.2 MB.
-COMPOSED_MS, COMPOSED_BYTES = 725_000, 48_213_000
-
-
-# Encoded packets of each kind: VP8 frames (a keyframe first), 20 ms Opus packets.
-Media = dict[Kind, list[bytes]]
 
 
 @pytest.fixture(scope="module")
@@ -62,18 +60,6 @@ async def administrator(app: web.Application) -> Account:
     return await make_account(app, "Alex Admin", "alex@clinic.test", ADMIN_PASSWORD, admin=True)
 
 
-def store_of(app: web.Application) -> Recordings:
-    return app[keys.RECORDINGS]
-
-
-def write_track(path: Path, kind: Kind, packets: list[bytes]) -> None:
-    track = TrackFile(path, kind)
-    for number, data in enumerate(packets):
-        # The clip's only video keyframe is its first frame; every Opus packet is one.
-        track.write(data, number * FRAME_MS[kind], keyframe=kind == "audio" or number == 0)
-    track.close()
-
-
 async def follow_up(clinic: Clinic) -> int:
     """Sam Staff's telehealth follow-up with Pat Patient; its id."""
     saved = await clinic.event(
@@ -86,43 +72,10 @@ async def follow_up(clinic: Clinic) -> int:
     return saved.event.id
 
 
-async def recording_of(app: web.Application, media: Media, event_id: int) -> int:
-    """A recording of the event, still being written: Sam's and Pat's video and audio."""
-    store = store_of(app)
-    event = await app[keys.SCHEDULER].get_event(event_id)
-    recording_id = await store.create(event)
-    for participant in (SAM, PAT):
-        for kind, packets in media.items():
-            path = track_path(store.directory(recording_id), participant, kind)
-            write_track(path, kind, packets)
-    # Pat, when she is the event's patient, is in its media: it is in her record.
-    sam = Attendee(participant=SAM, name="Sam Staff", kind="staff", person_id=event.staff[0].id)
-    present = [sam] + [
-        Attendee(participant=PAT, name="Pat Patient", kind="patient", person_id=patient.id)
-        for patient in event.patients[:1]
-    ]
-    await store.note_present(recording_id, present)
-    return recording_id
-
-
-async def compose(app: web.Application, media: Media, recording_id: int) -> None:
-    """What the composer does: the conference ends, one playable file is written."""
-    store = store_of(app)
-    await store.finished(recording_id)
-    write_track(store.directory(recording_id) / COMPOSED, "video", media["video"])
-    await store.ready(recording_id, COMPOSED_MS, COMPOSED_BYTES)
-
-
 async def ready_recording(app: web.Application, media: Media, clinic: Clinic) -> int:
     recording_id = await recording_of(app, media, await follow_up(clinic))
     await compose(app, media, recording_id)
     return recording_id
-
-
-async def text(client: Client, path: str, status: int = 200) -> str:
-    async with client.get(path, allow_redirects=False) as resp:
-        assert resp.status == status, (path, resp.status)
-        return await resp.text()
 
 
 def cells(html: str, row_class: str) -> list[str]:

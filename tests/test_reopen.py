@@ -21,15 +21,15 @@ from clinicconf.db import utc_now
 from clinicconf.schedule import EventInput
 from clinicconf.web.protocol import close_code
 
-from .browser import serve, served_settings
-from .clinic import sign_in
-from .conftest import Account, AiohttpClient
-from .lobby_helpers import Client, Lobby, Page, socket_path
-from .lobby_helpers import lobby as lobby
-from .lobby_helpers import open_page as open_page
-from .lobby_helpers import settings as settings
-from .servers import wait_until
-from .test_lobby_browser import WAITING, Links, Visitors
+from .support.accounts import Account
+from .support.browser import serve, served_settings
+from .support.clinic import sign_in
+from .support.lobby import Lobby, Page, socket_path
+from .support.lobby import lobby as lobby
+from .support.lobby import open_page as open_page
+from .support.lobby import settings as settings
+from .support.servers import AiohttpClient, Client, wait_until
+from .support.visitors import WAITING, Links, Visitors
 from .test_lobby_browser import clinic as clinic
 from .test_lobby_browser import links as links
 from .test_lobby_browser import visitors as visitors

@@ -13,8 +13,8 @@ from playwright.async_api import Browser, Page, expect
 from clinicconf.bench.server import bench_settings, running_server, schedule_conference
 from clinicconf.config import Settings
 
-from .browser import chromium, new_context, watch_errors
-from .test_conference_browser import RECORD_PEER_CONNECTIONS, Received, video_of
+from .support.browser import chromium, new_context, watch_errors
+from .support.visitors import RECORD_PEER_CONNECTIONS, Received, video_of
 
 # What a browser tab may take to notice the loss, wait out its retry delay (1 s, then
 # 2 s, then 4 s), and bring its media connection up again on a shared machine.

@@ -12,8 +12,9 @@ from clinicconf.app import create_app
 from clinicconf.config import Settings
 from clinicconf.throttle import FAILURES_PER_ACCOUNT
 
-from .conftest import ADMIN_PASSWORD, STAFF_PASSWORD, Account, AiohttpClient
-from .test_pages import submit
+from .support.accounts import ADMIN_PASSWORD, STAFF_PASSWORD, Account
+from .support.pages import submit
+from .support.servers import AiohttpClient
 
 Client = TestClient[web.Request, web.Application]
 

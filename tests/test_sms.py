@@ -13,15 +13,15 @@ from clinicconf.config import Settings
 from clinicconf.db import Row, from_db_time, utc_now
 from clinicconf.notify import sms
 
-from .conftest import AiohttpClient
-from .consultation import (
+from .support.consultation import (
     Consultation,
     make_retries_due,
     open_clinic,
     outbox_rows,
     schedule_consultation,
 )
-from .servers import (
+from .support.servers import (
+    AiohttpClient,
     VonageStandIn,
     vonage_fixture,  # noqa: F401 (a fixture, found by name)
     wait_until,

@@ -18,7 +18,7 @@ from clinicconf.links import JoinLinks
 from clinicconf.schedule import EventInput, EventTypeInput, PatientInput
 from clinicconf.security import load_or_create_secret_key
 
-from .conftest import Account
+from .support.accounts import Account
 
 
 async def test_migrations_are_recorded_and_applied_once(tmp_path: Path) -> None:

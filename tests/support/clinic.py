@@ -1,5 +1,6 @@
 """A small clinic for the event page tests (through aiohttp and through Chromium):
-people, event types, and signing in with the real form."""
+people, event types, signing in with the real form, the event form filled in, and
+reading a page."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from clinicconf.schedule import (
 from clinicconf.scheduling import Scheduler
 from clinicconf.web.middleware import CSRF_COOKIE
 
-from .conftest import Account
+from .accounts import Account
+from .servers import Client
 
 # Not UTC, so that a day column or a form value read in the wrong zone shows.
 CLINIC_ZONE = "America/New_York"
@@ -98,3 +100,32 @@ async def sign_in(client: TestClient[web.Request, web.Application], account: Acc
     async with client.post("/signin", data=form, allow_redirects=False) as resp:
         assert resp.status == 303, await resp.text()
     return csrf_token(client)
+
+
+async def text(client: Client, path: str, status: int = 200) -> str:
+    async with client.get(path, allow_redirects=False) as resp:
+        assert resp.status == status, (path, resp.status)
+        return await resp.text()
+
+
+def event_form(csrf: str, clinic: Clinic, **changes: str | list[str]) -> list[tuple[str, str]]:
+    """A filled-in event form: a telehealth session with Sam, Pat and Quinn."""
+    fields: dict[str, str | list[str]] = {
+        "csrf_token": csrf,
+        "title": "Follow-up",
+        "event_type_id": str(clinic.telehealth.id),
+        "start": "2030-05-06T10:00",
+        "end": "2030-05-06T10:30",
+        "staff_ids": [str(clinic.staff.id)],
+        "patient_ids": [str(clinic.pat.id), str(clinic.quinn.id)],
+        "record_patient_id": "",
+    } | changes
+    return [
+        (name, item)
+        for name, value in fields.items()
+        for item in (value if isinstance(value, list) else [value])
+    ]
+
+
+def json_headers(csrf: str) -> dict[str, str]:
+    return {"Accept": "application/json", "X-CSRF-Token": csrf}

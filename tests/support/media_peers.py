@@ -1,7 +1,8 @@
 """Participants made of real aiortc peers (clinicconf.bench.participant: they join
 as the browser page does), each sending a synthetic camera (a flat picture of its
-own shade) and microphone (a tone), and counting what they decode from whom.
-Everything runs in the test's process, on 127.0.0.1."""
+own shade) and microphone (a tone), and counting what they decode from whom; and a
+conference of them: three in a started conference, entering its media, checking who
+receives exactly whom. Everything runs in the test's process, on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -13,16 +14,25 @@ import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import av
 import pytest
 from aiohttp.client_ws import ClientWebSocketResponse
-from aiortc import MediaStreamTrack, RTCRtpTransceiver
+from aiortc import (
+    MediaStreamTrack,
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
 
 from clinicconf.bench.participant import Participant
 
-from .lobby_helpers import Client
+from .lobby import Lobby
+from .servers import Client, wait_until
 
 VIDEO_SIZE = (160, 120)
 # Longer without a picture from someone is a pause (hidden, then shown again).
@@ -218,3 +228,74 @@ async def join(client: Client) -> AsyncIterator[Join]:
     yield join_
     for participant in opened:
         await participant.close()
+
+
+BOTH = ("audio", "video")
+
+
+@dataclass
+class Three:
+    host: MediaParticipant
+    patient: MediaParticipant
+    guest: MediaParticipant
+
+    @property
+    def everyone(self) -> list[MediaParticipant]:
+        return [self.host, self.patient, self.guest]
+
+
+async def enter(participant: MediaParticipant) -> None:
+    answer = await participant.request("join_media")
+    assert answer["type"] == "result", answer
+
+
+async def three_in_conference(lobby: Lobby, join: Join, *, moderator: bool) -> Three:
+    """Ada (host), Pat (patient) and Gail (public guest), in a started conference."""
+    three = Three(
+        await join(lobby.host_path, 50),
+        await join(lobby.pat_path, 120),
+        await join(lobby.public_path, 200, display_name="Gail Guest"),
+    )
+    host = three.host
+    assert (await host.request("set_options", moderator=moderator, recording=False))[
+        "type"
+    ] == "result"
+    assert (await host.request("start"))["type"] == "result"
+    introduce(three.everyone)
+    for participant in three.everyone:
+        await enter(participant)
+    return three
+
+
+def introduce(people: list[MediaParticipant]) -> None:
+    """Tell each peer whose picture is which shade, to check what it decodes."""
+    shades = {p.id: p.shade for p in people}
+    for participant in people:
+        participant.shades = shades
+
+
+def of(*who: tuple[MediaParticipant, tuple[str, ...]]) -> set[tuple[str, str]]:
+    return {(participant.id, kind) for participant, kinds in who for kind in kinds}
+
+
+async def receive_exactly(expected: dict[MediaParticipant, set[tuple[str, str]]]) -> None:
+    """Each participant decodes media from exactly the expected publishers, kinds."""
+
+    async def check() -> bool:
+        for participant, wanted in expected.items():
+            if await participant.receiving(1.0) != wanted:
+                return False
+        return True
+
+    await wait_until(check)
+
+
+async def real_answer(offer_sdp: str) -> str:
+    """What an aiortc peer answers to the offer, receiving on every m-line."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        return str(pc.localDescription.sdp)
+    finally:
+        await pc.close()

@@ -13,6 +13,7 @@ import base64
 import email.policy
 import socket
 import ssl
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -23,12 +24,19 @@ from typing import Any, Literal
 import pytest
 import trustme
 from aiohttp import web
+from aiohttp.test_utils import TestClient
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 HOST = "127.0.0.1"
+# Media between aiortc and the browsers stays on loopback (the network rule).
+LOOPBACK_ICE = "127.0.0.1"
 # Above the sender's idle poll (5 s), so that a loaded machine does not fail a test.
 WAIT_SECONDS = 15.0
+
+# The app under test as pytest-aiohttp serves it, and its `aiohttp_client` fixture.
+Client = TestClient[web.Request, web.Application]
+AiohttpClient = Callable[..., Awaitable[Client]]
 
 
 def free_port() -> int:
@@ -249,3 +257,27 @@ async def vonage_fixture(
     stand_in.port = runner.addresses[0][1]
     yield stand_in
     await runner.cleanup()
+
+
+# --- A database held by another process -------------------------------------------
+
+
+# Another process takes the database's write lock, says so, and keeps it a while.
+HOLD_THE_DATABASE = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("holding", flush=True)
+time.sleep(float(sys.argv[2]))
+db.execute("COMMIT")
+"""
+
+
+async def hold_database(path: Path, seconds: float) -> asyncio.subprocess.Process:
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLD_THE_DATABASE, str(path), str(seconds),
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert holder.stdout is not None
+    assert await holder.stdout.readline() == b"holding\n"
+    return holder

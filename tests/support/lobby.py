@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.client_ws import ClientWebSocketResponse
-from aiohttp.test_utils import TestClient
 from yarl import URL
 
 from clinicconf import keys
@@ -27,9 +26,9 @@ from clinicconf.db import utc_now
 from clinicconf.links import LinkKind
 from clinicconf.schedule import EventInput, EventTypeInput, PatientInput
 
-from .conftest import LOOPBACK_ICE, Account
+from .accounts import Account
+from .servers import LOOPBACK_ICE, Client
 
-Client = TestClient[web.Request, web.Application]
 GRACE_SECONDS = 1
 RECEIVE_TIMEOUT = 5.0
 

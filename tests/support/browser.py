@@ -11,13 +11,21 @@ from pathlib import Path
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, async_playwright
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    async_playwright,
+    expect,
+)
 
 from clinicconf.app import create_app
 from clinicconf.config import Settings
 
+from .accounts import Account
 from .clinic import CLINIC_ZONE
-from .conftest import AiohttpClient
+from .servers import AiohttpClient
 
 CHROMIUM = Path("/usr/bin/chromium")
 # See ../shared/guide/webrtc-testing.md: quiet, loopback only, no first-run work.
@@ -86,3 +94,11 @@ def _record_console_error(message: ConsoleMessage, errors: list[str], server_dow
     if server_down and message.text.startswith("WebSocket connection to"):
         return
     errors.append(message.text)
+
+
+async def sign_in(page: Page, account: Account) -> None:
+    await page.goto("/signin")
+    await page.get_by_label("Email").fill(account.email)
+    await page.get_by_label("Password").fill(account.password)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("link", name="New event")).to_be_visible()

@@ -23,8 +23,7 @@ from clinicconf.schedule import (
 )
 from clinicconf.scheduling import Scheduler
 
-from .conftest import AiohttpClient
-from .servers import wait_until
+from .servers import AiohttpClient, wait_until
 
 
 @dataclass
