@@ -1,46 +1,25 @@
 """What the landing page's websocket tests share: a Public Conference under way with
-its links, and pages that speak the protocol (docs/lobby-protocol.md) as the
-browser does. Test modules re-export the fixtures (`import lobby as lobby`) so
-that pytest finds them."""
+its links (the `lobby` fixture, in tests/conftest.py), and pages that speak the
+protocol (docs/lobby-protocol.md) as the browser does."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.client_ws import ClientWebSocketResponse
 from yarl import URL
 
 from clinicconf import keys
 from clinicconf.accounts import StaffUser
-from clinicconf.config import Forwarding, Settings
-from clinicconf.db import utc_now
 from clinicconf.links import LinkKind
-from clinicconf.schedule import EventInput, EventTypeInput, PatientInput
-
-from .accounts import Account
-from .servers import LOOPBACK_ICE, Client
 
 GRACE_SECONDS = 1
 RECEIVE_TIMEOUT = 5.0
-
-
-@pytest.fixture
-def settings(tmp_path: Path, forwarding: Forwarding) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        presence_grace_seconds=GRACE_SECONDS,
-        ice_addresses=LOOPBACK_ICE,
-        forwarding=forwarding,
-    )
 
 
 @dataclass
@@ -61,34 +40,6 @@ async def socket_path(
     url = await app[keys.SCHEDULER].links.url_for(app[keys.DATABASE], event_id, kind, person_id)
     assert url is not None
     return URL(url).path + "/ws"
-
-
-@pytest.fixture
-async def lobby(app: web.Application, admin: Account, staff: Account) -> Lobby:
-    """A Public Conference under way: Ada and Sam (staff), Pat and Quinn (patients)."""
-    scheduler = app[keys.SCHEDULER]
-    host = StaffUser(admin.id, "Ada Admin", admin.email, True)
-    kind = await scheduler.create_event_type(host, EventTypeInput("Group", True, True))
-    pat = await scheduler.create_patient(host, PatientInput("Pat Patel", "R-1"))
-    quinn = await scheduler.create_patient(host, PatientInput("Quinn Quist", "R-2"))
-    start = utc_now() - timedelta(minutes=5)
-    saved = await scheduler.create_event(
-        host,
-        EventInput(
-            "Group session", kind.id, start, start + timedelta(hours=1), [admin.id, staff.id],
-            [pat.id, quinn.id],
-        ),
-    )  # fmt: skip
-    event_id = saved.event.id
-    return Lobby(
-        event_id,
-        host,
-        await socket_path(app, event_id, "staff", admin.id),
-        await socket_path(app, event_id, "staff", staff.id),
-        await socket_path(app, event_id, "patient", pat.id),
-        await socket_path(app, event_id, "patient", quinn.id),
-        await socket_path(app, event_id, "public", None),
-    )
 
 
 class Page:
@@ -155,23 +106,6 @@ class Page:
 
     async def presence(self) -> dict[str, Any]:
         return dict((await self.receive("presence"))["participant"])
-
-
-@pytest.fixture
-async def open_page(client: Client) -> AsyncIterator[Any]:
-    pages: list[Page] = []
-
-    async def open_(path: str, **hello: Any) -> tuple[Page, dict[str, Any]]:
-        page = Page(await client.ws_connect(path))
-        pages.append(page)
-        hello.setdefault("client_key", secrets.token_urlsafe(16))
-        await page.send("hello", **hello)
-        welcome = await page.receive("welcome")
-        return page, welcome
-
-    yield open_
-    for page in pages:
-        await page.ws.close()
 
 
 def by_name(welcome: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -13,12 +13,11 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import av
-import pytest
 from aiohttp.client_ws import ClientWebSocketResponse
 from aiortc import (
     MediaStreamTrack,
@@ -32,7 +31,7 @@ from aiortc import (
 from clinicconf.bench.participant import Participant
 
 from .lobby import Lobby
-from .servers import Client, wait_until
+from .servers import wait_until
 
 VIDEO_SIZE = (160, 120)
 # Longer without a picture from someone is a pause (hidden, then shown again).
@@ -209,25 +208,6 @@ class MediaParticipant(Participant):
 
 
 Join = Callable[..., Awaitable[MediaParticipant]]
-
-
-@pytest.fixture
-async def join(client: Client) -> AsyncIterator[Join]:
-    """Open a page on `path` and say hello; `shade` is the participant's picture,
-    `tone` what their microphone hears."""
-    opened: list[MediaParticipant] = []
-
-    async def join_(
-        path: str, shade: int, lose_every: int | None = None, tone: int = 500, **hello: Any
-    ) -> MediaParticipant:
-        participant = MediaParticipant(await client.ws_connect(path), shade, lose_every, tone)
-        opened.append(participant)
-        await participant.hello(**hello)
-        return participant
-
-    yield join_
-    for participant in opened:
-        await participant.close()
 
 
 BOTH = ("audio", "video")

@@ -1,10 +1,6 @@
-"""Real servers on 127.0.0.1 for the notification tests: an SMTP server (aiosmtpd)
-and an HTTPS stand-in for Vonage's SMS API.
-
-A test module imports the fixtures it uses, each under a name of its own so that
-the test's parameter does not shadow the import:
-`from .servers import smtp_server_fixture  # noqa: F401` gives the `smtp_server` fixture.
-"""
+"""What the tests run on 127.0.0.1 besides the app: an SMTP server (aiosmtpd), an
+HTTPS stand-in for Vonage's SMS API (their fixtures are in tests/conftest.py), and
+another process holding the database; and waiting for what none of them announces."""
 
 from __future__ import annotations
 
@@ -14,14 +10,13 @@ import email.policy
 import socket
 import ssl
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 from typing import Any, Literal
 
-import pytest
 import trustme
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -144,33 +139,11 @@ class SmtpServer:
         return AuthResult(success=login == (self.USERNAME, self.PASSWORD))
 
 
-@pytest.fixture(name="smtp_server")
-def smtp_server_fixture() -> Iterator[SmtpServer]:
-    """A plain SMTP server, running; `.stop()` and `.start()` it to take it down and up."""
-    server = SmtpServer(free_port())
-    server.start()
-    yield server
-    server.stop()
-
-
 @dataclass
 class TlsSmtp:
     server: SmtpServer
     security: Literal["starttls", "tls"]
     ca_file: Path  # the CA that signed the server's certificate, for settings.smtp_ca_file
-
-
-@pytest.fixture(name="tls_smtp_server", params=["starttls", "tls"])
-def tls_smtp_server_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TlsSmtp]:
-    """An SMTP server speaking STARTTLS, then one speaking TLS from the start, with a
-    certificate from a CA of its own; both want a login."""
-    ca = trustme.CA()
-    ca_file = tmp_path / "smtp-ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    server = SmtpServer(free_port(), server_tls_context(ca), request.param)
-    server.start()
-    yield TlsSmtp(server, request.param, ca_file)
-    server.stop()
 
 
 # --- Vonage ---------------------------------------------------------------------------
@@ -236,27 +209,6 @@ class VonageStandIn:
         # the server could not finish closing it.
         response.force_close()
         return response
-
-
-@pytest.fixture(name="vonage")
-async def vonage_fixture(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[VonageStandIn]:
-    """The stand-in, running on the test's event loop; the SDK (requests) trusts its CA."""
-    ca = trustme.CA()
-    ca_file = tmp_path / "vonage-ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
-    stand_in = VonageStandIn()
-    app = web.Application()
-    app.router.add_post("/sms/json", stand_in.handle_sms)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, HOST, 0, ssl_context=server_tls_context(ca))
-    await site.start()
-    stand_in.port = runner.addresses[0][1]
-    yield stand_in
-    await runner.cleanup()
 
 
 # --- A database held by another process -------------------------------------------
