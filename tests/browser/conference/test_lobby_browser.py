@@ -22,6 +22,18 @@ _TIME_LEFT = re.compile(r"Time Left: (?:(\d+) h )?(\d+) min (\d+) s")
 CLOCK_AHEAD = "const realNow = Date.now; Date.now = () => realNow() + 10 * 60 * 1000;"
 # The person clicks "Block" when the browser asks for the camera and microphone
 # (Chromium's fake media UI always allows).
+# The server's "options" messages reach the page five seconds late (a slow network).
+LATE_OPTIONS = """{
+  const addEventListener = WebSocket.prototype.addEventListener;
+  WebSocket.prototype.addEventListener = function (type, listener, ...rest) {
+    if (type !== "message") return addEventListener.call(this, type, listener, ...rest);
+    const late = (event) => {
+      if (JSON.parse(event.data).type === "options") setTimeout(() => listener(event), 5000);
+      else listener(event);
+    };
+    return addEventListener.call(this, type, late, ...rest);
+  };
+}"""
 REFUSE_MEDIA = """navigator.mediaDevices.getUserMedia = () =>
   Promise.reject(new DOMException("Permission denied", "NotAllowedError"));"""
 
@@ -120,6 +132,23 @@ async def test_the_host_sees_the_patient_come_and_go_then_starts_the_conference(
     await quinn.get_by_role("button", name="Join the recorded conference").click()
     await expect(quinn.get_by_role("heading", name="In the conference")).to_be_visible()
     await expect(quinn.get_by_text(WAITING)).to_be_hidden()
+
+
+async def test_what_the_host_ticked_stays_ticked_while_others_arrive(
+    visitors: Visitors, links: Links
+) -> None:
+    host = await visitors.open(links.host, init_script=LATE_OPTIONS)
+    moderator = host.get_by_role("checkbox", name="Enable Moderator Role")
+    await expect(moderator).to_be_enabled()
+    await moderator.check()
+    # The patient arrives before the server's options do: the page shows them ...
+    await visitors.open(links.pat)
+    active = host.get_by_role("list", name="Active", exact=True)
+    await expect(active).to_contain_text("Pat Patient")
+    # ... and still the box the host ticked, which the server's options then confirm.
+    assert await moderator.is_checked()
+    await host.wait_for_timeout(5_000)
+    assert await moderator.is_checked()
 
 
 async def test_a_public_guest_joins_under_a_display_name_and_sees_no_patient_names(
