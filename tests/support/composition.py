@@ -14,7 +14,8 @@ import av
 import numpy as np
 from numpy.typing import NDArray
 
-from clinicconf.recording.files import TIMELINE, Timeline, TrackFile, track_path
+from clinicconf.recording.files import TIMELINE, Timeline, track_path
+from clinicconf.recording.track_file import TrackFile
 
 SIZE = (320, 180)  # 16:9, as the canvas: one picture alone fills it
 FRAME_MS = 100

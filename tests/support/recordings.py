@@ -10,8 +10,9 @@ from aiohttp import web
 
 from clinicconf import keys
 from clinicconf.bench import clip
-from clinicconf.recording.files import COMPOSED, Kind, TrackFile, track_path
+from clinicconf.recording.files import COMPOSED, Kind, track_path
 from clinicconf.recording.store import Attendee, Recordings
+from clinicconf.recording.track_file import TrackFile
 
 # The recorder names track files by the conference's participant ids.
 SAM, PAT = "5a4d0001", "9e7c0002"

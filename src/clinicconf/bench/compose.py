@@ -36,7 +36,8 @@ import av
 from aiortc.codecs.vpx import Vp8Encoder
 
 from ..recording.compose import compose
-from ..recording.files import TIMELINE, Kind, Timeline, TrackFile, track_path
+from ..recording.files import TIMELINE, Kind, Timeline, track_path
+from ..recording.track_file import TrackFile
 from ..sfu.passthrough.rtp import CLOCK_RATES, Received
 from ..sfu.recorder import TrackRecorder
 from . import clip

@@ -39,14 +39,8 @@ from aiortc.jitterbuffer import JitterBuffer
 
 from ..moderation import Kind
 from ..pictures import vp8_keyframe_size
-from ..recording.files import (
-    TIMELINE,
-    Timeline,
-    TrackFile,
-    UnrecordableFrame,
-    damage_note,
-    track_path,
-)
+from ..recording.files import TIMELINE, Timeline, damage_note, track_path
+from ..recording.track_file import TrackFile, UnrecordableFrame
 from .passthrough.rtp import CLOCK_RATES, Received, newer
 from .passthrough.source import PacketSink, PacketSource
 

@@ -23,10 +23,10 @@ from clinicconf.recording.compose import compose
 from clinicconf.recording.files import (
     COMPOSED,
     DamagedTrack,
-    TrackFile,
     damaged_tracks,
     track_path,
 )
+from clinicconf.recording.track_file import TrackFile
 
 from ...support.accounts import Account
 from ...support.clinic import sign_in
