@@ -19,6 +19,8 @@ from .db import Database, Transaction, to_db_time, utc_now
 from .security import keyed_digest, token_hash
 
 LinkKind = Literal["staff", "patient", "public"]
+# Whether a link of an event can be used now.
+JoinState = Literal["cancelled", "early", "open", "ended"]
 SALT_BYTES: Final = 16
 # A token is 43 URL-safe characters; anything else is not worth a database look-up.
 TOKEN_LENGTH: Final = 43
@@ -45,6 +47,9 @@ class LinkWindow:
         if now >= self.closes_at:
             return "ended"
         return "open"
+
+    def state_now(self) -> Literal["early", "open", "ended"]:
+        return self.state(utc_now())
 
 
 def link_window(start: datetime, end: datetime, window_minutes: int) -> LinkWindow:

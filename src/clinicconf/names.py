@@ -18,6 +18,9 @@ from __future__ import annotations
 import unicodedata
 from typing import Final
 
+# A guest's display name, as the others will see it: no longer than this.
+MAX_DISPLAY_NAME: Final = 60
+
 # Categories never kept: Cc control, Cf format (bidirectional overrides and
 # isolates, zero-width spaces and joiners, soft hyphen), Co private use,
 # Cs surrogates, Cn unassigned.

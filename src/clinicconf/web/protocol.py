@@ -15,8 +15,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from .. import names
 from ..conference.identity import Closing
 from ..errors import ClinicConfError, PermissionDenied, Refused
+from ..links import JoinState
 from ..page_messages import Error, Result
-from .views.join import MAX_DISPLAY_NAME, JoinState
 
 PROTOCOL_VERSION: Final = 1
 
@@ -89,8 +89,8 @@ GuestName = Annotated[
     AfterValidator(names.clean),
     Field(
         min_length=1,
-        max_length=MAX_DISPLAY_NAME,
-        description=f"1 to {MAX_DISPLAY_NAME} visible characters",
+        max_length=names.MAX_DISPLAY_NAME,
+        description=f"1 to {names.MAX_DISPLAY_NAME} visible characters",
     ),
 ]
 

@@ -18,17 +18,12 @@ from aiohttp import web
 from ... import audit, keys, names
 from ...conference.identity import Identity
 from ...conference.visibility import seen_by
-from ...db import utc_now
-from ...links import JoinLink, LinkWindow
+from ...links import JoinLink, JoinState, LinkWindow
 from ...schedule import Event, Patient, Staff
 from ..forms import FormData, FormErrors, read_form
 from ..rendering import render
 
 routes = web.RouteTableDef()
-
-MAX_DISPLAY_NAME: Final = 60
-
-JoinState = Literal["cancelled", "early", "open", "ended"]
 
 # The page and HTTP status for a link that cannot be used now.
 _CLOSED_STATUS: Final[dict[JoinState, int]] = {
@@ -63,7 +58,7 @@ async def open_join_link(
         return None
     event = await scheduler.get_event(link.event_id)
     window = event.window(app[keys.SETTINGS].join_window_minutes)
-    state: JoinState = "cancelled" if event.cancelled else window.state(utc_now())
+    state: JoinState = "cancelled" if event.cancelled else window.state_now()
     person: Staff | Patient | None = None
     if link.kind != "public" and link.person_id is not None:
         person = event.person(link.kind, link.person_id)
@@ -150,7 +145,7 @@ def _landing_page(
         display_name=display_name,
         form=form or {},
         errors=errors or {},
-        max_display_name=MAX_DISPLAY_NAME,
+        max_display_name=names.MAX_DISPLAY_NAME,
         ws_path=request.path + "/ws",
     )
 
@@ -198,8 +193,8 @@ async def choose_display_name(request: web.Request) -> web.Response:
     name = names.clean(form.get("display_name", ""))
     if not name:
         error = "Please type the name the others will see."
-    elif len(name) > MAX_DISPLAY_NAME:
-        error = f"Use at most {MAX_DISPLAY_NAME} characters."
+    elif len(name) > names.MAX_DISPLAY_NAME:
+        error = f"Use at most {names.MAX_DISPLAY_NAME} characters."
     else:
         return _landing_page(request, opened, display_name=name, form={"display_name": name})
     return _landing_page(
