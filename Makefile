@@ -40,6 +40,7 @@ lint: install-dev
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The suite runs in a network namespace of its own with only loopback up: whatever a
 # test starts (Chromium's ICE agent, which also gathers on every other interface,
