@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal, NotRequired
 
 # typing's own TypedDict is one pydantic cannot read before Python 3.12
-# (tests/test_protocol.py checks what the server sends against these).
+# (tests/conference/lobby/test_protocol.py checks what the server sends against these).
 from typing_extensions import TypedDict
 
 ParticipantKind = Literal["staff", "patient", "guest"]

@@ -23,7 +23,7 @@ PROTOCOL_VERSION: Final = 1
 # --- close codes -----------------------------------------------------------------------
 
 # The one table from the conference's reasons to the codes a page is told
-# (web/static/lobby.js explains those a person must read; tests/test_protocol.py
+# (web/static/lobby.js explains those a person must read; tests/conference/lobby/test_protocol.py
 # holds the two together).
 CLOSE_CODES: Final[dict[Closing, int]] = {
     Closing.EVENT_CHANGED: 4000,

@@ -14,7 +14,7 @@ import { ServerClock, TimeLeft } from "./time_left.js";
 const KIND_ORDER = { staff: 0, patient: 1, guest: 2 };
 const KIND_TAGS = { staff: "Staff", guest: "Guest" };
 // The server's close codes, by its name for why (web/protocol.py's tables:
-// tests/test_protocol.py holds the two together), and what the page says when the
+// tests/conference/lobby/test_protocol.py holds the two together), and what the page says when the
 // server closes it for good (docs/lobby-protocol.md).
 const CLOSE = {
   unknown: 4404,
