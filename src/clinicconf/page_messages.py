@@ -178,6 +178,9 @@ class Ended(TypedDict):
     by: Literal["host", "time"]
 
 
+# What the media tells a page about its media connection (conference/media.py's port).
+MediaMessage = Offer | Tracks | MediaClosed
+
 ServerMessage = (
     Result
     | Error
@@ -190,9 +193,7 @@ ServerMessage = (
     | Started
     | Cancelled
     | Moderation
-    | Offer
-    | Tracks
-    | MediaClosed
+    | MediaMessage
     | RecordingFailed
     | Ended
 )

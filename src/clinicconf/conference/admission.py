@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 from ..errors import Refused
+from ..page_messages import WaitingGuest
 from .identity import Closing, Identity, Page, Subscriber
 from .persistence import SavedPerson, StateSaver, person_key
 from .presence import new_id
@@ -200,8 +201,10 @@ class Admission:
             raise Refused("unknown_guest", "Nobody with that id is waiting.")
         return [knock]
 
-    def waiting_list(self) -> list[dict[str, str]]:
-        return [{"id": k.id, "name": k.connection.identity.name} for k in self._knocks.values()]
+    def waiting_list(self) -> list[WaitingGuest]:
+        return [
+            WaitingGuest(id=k.id, name=k.connection.identity.name) for k in self._knocks.values()
+        ]
 
     # --- what is kept of guests --------------------------------------------------------
 

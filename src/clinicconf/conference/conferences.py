@@ -5,6 +5,7 @@ cancels an event, closed with the server."""
 from __future__ import annotations
 
 from ..db import Database, utc_now
+from ..page_messages import Cancelled
 from ..schedule import Event
 from .coordinator import Conference
 from .identity import Closing
@@ -58,7 +59,7 @@ class Conferences:
         if event.cancelled:
             del self._conferences[event.id]
             await conference.shut()
-            await conference.close_pages(Closing.CANCELLED, {"type": "cancelled"})
+            await conference.close_pages(Closing.CANCELLED, Cancelled(type="cancelled"))
             return
         conference.invite(event)
         await conference.rescheduled()

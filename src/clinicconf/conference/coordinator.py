@@ -16,6 +16,7 @@ from .. import audit
 from ..db import Database, utc_now
 from ..errors import PermissionDenied, Refused
 from ..moderation import Permission
+from ..page_messages import Ended, OptionsChanged, Started
 from ..schedule import Event
 from . import visibility
 from .admission import Knock
@@ -78,7 +79,7 @@ class Conference(Gathering):
         if self.started_at is not None:
             # Paused before anyone's indicator says so.
             await self._follow_recording()
-        self._audience.send_all({"type": "options", "options": vars(self.options)})
+        self._audience.send_all(OptionsChanged(type="options", options=self.options.for_pages()))
         if self.started_at is not None:
             self._moderation_changed()
 
@@ -95,7 +96,7 @@ class Conference(Gathering):
         )
         self.options = options
         self._saver.state_changed()
-        self._audience.send_all({"type": "options", "options": vars(options)})
+        self._audience.send_all(OptionsChanged(type="options", options=options.for_pages()))
         if not waiting_room and not locked:
             # Not those who wait because a removed guest came from their address: a
             # host lets them in one by one, having looked.
@@ -169,7 +170,7 @@ class Conference(Gathering):
         self.started_at = utc_now()
         self._saver.state_changed()
         self._audience.send_all(
-            {"type": "started", "started_at": visibility.epoch_ms(self.started_at)}
+            Started(type="started", started_at=visibility.epoch_ms(self.started_at))
         )
         self._audience.moderation(self.options.moderator)
         self._schedule_end()
@@ -234,7 +235,7 @@ class Conference(Gathering):
             self._ended_slot = (self.event.start, self.event.end)
             self._saver.state_changed()
             await self.shut()
-            await self.close_pages(Closing.ENDED, {"type": "ended", "by": by})
+            await self.close_pages(Closing.ENDED, Ended(type="ended", by=by))
 
     async def reopen(self, identity: Identity) -> None:
         """A host opens the ended conference again while its event's time lasts (an

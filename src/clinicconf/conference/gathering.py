@@ -11,10 +11,19 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from .. import audit
+from .. import audit, page_messages
 from ..db import Database
 from ..errors import Refused
 from ..moderation import Permission
+from ..page_messages import (
+    OptionsChanged,
+    RecordingFailed,
+    ServerMessage,
+    Waiting,
+    WaitingRoom,
+    Welcome,
+    You,
+)
 from ..schedule import Event
 from . import visibility
 from .admission import Admission, KeptOut, Knock
@@ -39,6 +48,15 @@ class Options:
     # For guests on the public link: no new ones at all, or each let in by a host.
     locked: bool = False
     waiting_room: bool = False
+
+    def for_pages(self) -> page_messages.Options:
+        """The options as the pages are told them."""
+        return page_messages.Options(
+            moderator=self.moderator,
+            recording=self.recording,
+            locked=self.locked,
+            waiting_room=self.waiting_room,
+        )
 
 
 class Gathering:
@@ -113,7 +131,7 @@ class Gathering:
         for participant in self._presence.invite(invited):
             self.room.remove(participant.public_id)
 
-    async def close_pages(self, why: Closing, last_word: dict[str, Any] | None) -> None:
+    async def close_pages(self, why: Closing, last_word: ServerMessage | None) -> None:
         """Tell every joined page `last_word` (if any), then close every open page."""
         if last_word is not None:
             self._audience.send_all(last_word)
@@ -202,17 +220,17 @@ class Gathering:
 
     async def _knock(self, knock: Knock) -> None:
         knock.connection.send(
-            {
-                "type": "waiting_room",
-                "event": visibility.event_summary(self.event),
-                "server_time": visibility.now_ms(),
-            }
+            WaitingRoom(
+                type="waiting_room",
+                event=visibility.event_summary(self.event),
+                server_time=visibility.now_ms(),
+            )
         )
         self._tell_hosts_who_waits()
         await self._audit(knock.connection.identity.actor, "guest_waiting")
 
     def _tell_hosts_who_waits(self) -> None:
-        self._audience.tell_hosts({"type": "waiting", "guests": self._admission.waiting_list()})
+        self._audience.tell_hosts(Waiting(type="waiting", guests=self._admission.waiting_list()))
 
     async def _enter(self, connection: Subscriber, address: str | None) -> None:
         identity = connection.identity
@@ -271,31 +289,27 @@ class Gathering:
     def connections(self) -> list[Subscriber]:
         return self._presence.connections
 
-    def _welcome(self, viewer: Identity, you: Participant) -> dict[str, Any]:
-        waiting = {"waiting": self._admission.waiting_list()} if viewer.is_host else {}
-        return {
-            **waiting,
-            "type": "welcome",
-            "you": {
-                "id": you.public_id,
-                "kind": viewer.kind,
-                "name": viewer.name,
-                "host": viewer.is_host,
-            },
-            "event": visibility.event_summary(self.event),
-            "options": vars(self.options),
-            "started": self.started_at is not None,
-            "moderation": visibility.moderation_seen_by(
+    def _welcome(self, viewer: Identity, you: Participant) -> Welcome:
+        welcome = Welcome(
+            type="welcome",
+            you=You(id=you.public_id, kind=viewer.kind, name=viewer.name, host=viewer.is_host),
+            event=visibility.event_summary(self.event),
+            options=self.options.for_pages(),
+            started=self.started_at is not None,
+            moderation=visibility.moderation_seen_by(
                 viewer, self._presence, self.options.moderator
             ),
-            "server_time": visibility.now_ms(),
-            "participants": [
+            server_time=visibility.now_ms(),
+            participants=[
                 seen
                 for p in self._presence
                 if (seen := visibility.as_seen_by(viewer, p)) is not None
                 and (p.invited or p.active)
             ],
-        }
+        )
+        if viewer.is_host:
+            welcome["waiting"] = self._admission.waiting_list()
+        return welcome
 
     # --- media -------------------------------------------------------------------------
 
@@ -332,8 +346,8 @@ class Gathering:
         why (and may start a new one)."""
         self.options = replace(self.options, recording=False)
         self._saver.state_changed()
-        self._audience.send_all({"type": "options", "options": vars(self.options)})
-        self._audience.tell_hosts({"type": "recording_failed", "message": reason})
+        self._audience.send_all(OptionsChanged(type="options", options=self.options.for_pages()))
+        self._audience.tell_hosts(RecordingFailed(type="recording_failed", message=reason))
 
     async def _audit(self, actor: audit.Actor, action: str, **detail: Any) -> None:
         """Write one entry of the audit log about this conference's event."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from .. import audit
+from ..page_messages import ServerMessage
 
 ParticipantKind = Literal["staff", "patient", "guest"]
 
@@ -69,7 +70,7 @@ class Subscriber(Protocol):
 
     identity: Identity
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: ServerMessage) -> None:
         """Queue a message; never blocks (a connection that cannot keep up closes)."""
 
     async def close(self, why: Closing) -> None: ...

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from ..moderation import Member
+from ..page_messages import MediaMessage
 from ..schedule import Event
 from .identity import ParticipantKind
 
@@ -79,7 +80,7 @@ class MediaRoster(Protocol):
     def label(self, viewer: str, subject: str) -> str:
         """`subject`'s name as `viewer` may see it."""
 
-    def send(self, page: str, message: dict[str, Any]) -> None:
+    def send(self, page: str, message: MediaMessage) -> None:
         """Tell one page something about its media (offers, tracks, closings)."""
 
     def recording_stopped(self, reason: str) -> None:

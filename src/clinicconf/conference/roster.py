@@ -5,9 +5,9 @@ and the pages it writes to, known to it by ids of their own."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from ..moderation import Member
+from ..page_messages import MediaMessage
 from . import visibility
 from .identity import Subscriber
 from .presence import Presence, new_id
@@ -42,7 +42,7 @@ class Roster:
             del self._pages[page]
         return page
 
-    def send(self, page: str, message: dict[str, Any]) -> None:
+    def send(self, page: str, message: MediaMessage) -> None:
         connection = self._pages.get(page)
         if connection is not None:
             connection.send(message)

@@ -11,9 +11,17 @@ import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 from ..moderation import Permission
+from ..page_messages import (
+    EventSummary,
+    Moderation,
+    ModerationState,
+    SeenParticipant,
+    ServerMessage,
+)
+from ..page_messages import Presence as PresenceMessage
 from ..schedule import Event
 from .identity import Identity, ParticipantKind, Subscriber
 from .presence import Participant, Presence
@@ -44,20 +52,20 @@ def seen_by(viewer: Identity, subject: Identity) -> Seen | None:
     return Seen(subject.name, False) if stand_in is None else Seen(stand_in, True)
 
 
-def as_seen_by(viewer: Identity, participant: Participant) -> dict[str, Any] | None:
+def as_seen_by(viewer: Identity, participant: Participant) -> SeenParticipant | None:
     """A participant as `viewer` may see them, as the pages are told."""
     subject = participant.identity
     seen = seen_by(viewer, subject)
     if seen is None:
         return None
-    return {
-        "id": participant.public_id,
-        "kind": subject.kind,
-        "name": seen.name,
-        "anonymous": seen.anonymous,
-        "active": participant.active,
-        "invited": participant.invited,
-    }
+    return SeenParticipant(
+        id=participant.public_id,
+        kind=subject.kind,
+        name=seen.name,
+        anonymous=seen.anonymous,
+        active=participant.active,
+        invited=participant.invited,
+    )
 
 
 def label(viewer: Identity, subject: Identity) -> str:
@@ -68,26 +76,24 @@ def label(viewer: Identity, subject: Identity) -> str:
 
 def moderation_seen_by(
     viewer: Identity, participants: Iterable[Participant], moderator: bool
-) -> dict[str, Any]:
+) -> ModerationState:
     """The moderator's choices about the people `viewer` may see."""
     visible = [p for p in participants if seen_by(viewer, p.identity) is not None]
-    return {
-        "moderator": moderator,
-        "shown": [p.public_id for p in visible if p.shown],
-        "permissions": {
+    return ModerationState(
+        moderator=moderator,
+        shown=[p.public_id for p in visible if p.shown],
+        permissions={
             p.public_id: p.permission.value
             for p in visible
             if p.permission is not Permission.AUDIO_VIDEO
         },
-    }
+    )
 
 
-def event_summary(event: Event) -> dict[str, Any]:
-    return {
-        "title": event.title,
-        "starts_at": epoch_ms(event.start),
-        "ends_at": epoch_ms(event.end),
-    }
+def event_summary(event: Event) -> EventSummary:
+    return EventSummary(
+        title=event.title, starts_at=epoch_ms(event.start), ends_at=epoch_ms(event.end)
+    )
 
 
 def epoch_ms(moment: datetime) -> int:
@@ -105,11 +111,11 @@ class Audience:
     def __init__(self, presence: Presence) -> None:
         self._presence = presence
 
-    def send_all(self, message: dict[str, Any]) -> None:
+    def send_all(self, message: ServerMessage) -> None:
         for connection in self._presence.connections:
             connection.send(message)
 
-    def tell_hosts(self, message: dict[str, Any]) -> None:
+    def tell_hosts(self, message: ServerMessage) -> None:
         for connection in self._presence.connections:
             if connection.identity.is_host:
                 connection.send(message)
@@ -121,11 +127,11 @@ class Audience:
                 continue
             seen = as_seen_by(connection.identity, participant)
             if seen is not None:
-                connection.send({"type": "presence", "participant": seen})
+                connection.send(PresenceMessage(type="presence", participant=seen))
 
     def moderation(self, moderator: bool, skip: Collection[Subscriber] = ()) -> None:
         """The moderator's choices, to each page about those its holder may see."""
         for connection in self._presence.connections:
             if connection not in skip:
                 seen = moderation_seen_by(connection.identity, self._presence, moderator)
-                connection.send({"type": "moderation", **seen})
+                connection.send(Moderation(type="moderation", **seen))

@@ -17,12 +17,13 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.sdp import SessionDescription
 
 from ..moderation import KINDS, Kind
+from ..page_messages import IceServer, Offer
 from . import ice
 from .forward import Forwarding, Outlet, Source
 
@@ -72,8 +73,8 @@ class Peer:
         self,
         pc: RTCPeerConnection,
         forwarding: Forwarding,
-        send: Callable[[dict[str, Any]], None],
-        offer_extras: dict[str, Any],
+        send: Callable[[Offer], None],
+        ice_servers: list[IceServer],
         failed: Callable[[Peer, str], None],
         ice_addresses: tuple[str, ...],
     ) -> None:
@@ -83,7 +84,8 @@ class Peer:
         self._pc = pc
         self._forwarding = forwarding
         self._send = send
-        self._offer_extras = offer_extras
+        # What the page's RTCPeerConnection is configured with, told in each offer.
+        self._ice_servers = ice_servers
         self._failed = failed
         # The media addresses the server announces (settings.ice_addresses), besides
         # those its offers name.
@@ -153,15 +155,14 @@ class Peer:
         self._answer_timer = asyncio.get_running_loop().call_later(
             ANSWER_TIMEOUT_SECONDS, self._failed, self, "Your browser did not answer in time."
         )
-        publish = {kind: transceiver.mid for kind, transceiver in self._publish.items()}
         self._send(
-            {
-                "type": "offer",
-                "connection": self.id,
-                "sdp": description.sdp,
-                "publish": publish,
-                **self._offer_extras,
-            }
+            Offer(
+                type="offer",
+                connection=self.id,
+                sdp=description.sdp,
+                publish={kind: transceiver.mid for kind, transceiver in self._publish.items()},
+                ice_servers=self._ice_servers,
+            )
         )
 
     async def _make_offer(self) -> bool:

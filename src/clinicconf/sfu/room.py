@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final, cast
 
 from aiortc import RTCPeerConnection
 
@@ -23,6 +23,8 @@ from ..conference.media import Attendee, MediaRoster
 from ..config import Settings
 from ..errors import Refused
 from ..moderation import Kind, Member
+from ..page_messages import IceServer, MediaClosed, Tracks
+from ..page_messages import Track as TrackTold
 from ..recording.jobs import Composer
 from ..recording.lifecycle import ConferenceRecording
 from ..recording.store import Attendee as RecordedAttendee
@@ -51,7 +53,7 @@ class _Attendance:
     page: str
     peer: Peer
     offered: bool = False
-    last_tracks: list[dict[str, Any]] | None = None
+    last_tracks: list[TrackTold] | None = None
 
 
 class Room:
@@ -125,12 +127,13 @@ class Room:
         if guest and len(guests_in) >= MAX_MEDIA_GUESTS:
             raise Refused("media_full", f"{MAX_MEDIA_GUESTS} guests already take part here.")
         pc = RTCPeerConnection(ice.server_configuration(self._settings))
-        extras = {"ice_servers": ice.browser_ice_servers(self._settings, participant)}
+        # ice.py builds each in IceServer's shape (urls, and a TURN server's credentials).
+        ice_servers = cast(list[IceServer], ice.browser_ice_servers(self._settings, participant))
         peer = Peer(
             pc,
             self._forwarding,
             functools.partial(self._roster.send, page),
-            extras,
+            ice_servers,
             self._peer_failed,
             self._settings.ice_address_list,
         )
@@ -145,12 +148,12 @@ class Room:
             if earlier.page != page:
                 self._roster.send(
                     earlier.page,
-                    {
-                        "type": "media_closed",
-                        "connection": earlier.peer.id,
-                        "reason": "elsewhere",
-                        "message": "This conference is open in another window.",
-                    },
+                    MediaClosed(
+                        type="media_closed",
+                        connection=earlier.peer.id,
+                        reason="elsewhere",
+                        message="This conference is open in another window.",
+                    ),
                 )
             await asyncio.shield(self._drop(participant, earlier))
 
@@ -200,12 +203,9 @@ class Room:
             if attendance.peer is peer:
                 self._roster.send(
                     attendance.page,
-                    {
-                        "type": "media_closed",
-                        "connection": peer.id,
-                        "reason": "failed",
-                        "message": message,
-                    },
+                    MediaClosed(
+                        type="media_closed", connection=peer.id, reason="failed", message=message
+                    ),
                 )
                 self._drop(participant, attendance)
 
@@ -297,7 +297,7 @@ class Room:
     ) -> None:
         """Send the page what it receives now, if that changed: only negotiated
         m-lines whose publisher is sending."""
-        tracks = []
+        tracks: list[TrackTold] = []
         for slot in attendance.peer.slots:
             mid, publisher = slot.transceiver.mid, slot.publisher
             if mid is None or publisher is None or (publisher, slot.kind) not in wanted:
@@ -307,20 +307,20 @@ class Room:
                 continue  # gone meanwhile, or not sending yet
             member = self._roster.member(publisher)
             tracks.append(
-                {
-                    "mid": mid,
-                    "kind": slot.kind,
-                    "participant": publisher,
-                    "name": self._roster.label(subscriber, publisher),
+                TrackTold(
+                    mid=mid,
+                    kind=slot.kind,
+                    participant=publisher,
+                    name=self._roster.label(subscriber, publisher),
                     # Only a host receives what is not on everyone's screen.
-                    "shown": member.shown if show_all and self._roster.moderated else True,
-                }
+                    shown=member.shown if show_all and self._roster.moderated else True,
+                )
             )
         if tracks != attendance.last_tracks:
             attendance.last_tracks = tracks
             self._roster.send(
                 attendance.page,
-                {"type": "tracks", "connection": attendance.peer.id, "tracks": tracks},
+                Tracks(type="tracks", connection=attendance.peer.id, tracks=tracks),
             )
 
     async def close(self, event: Event) -> None:

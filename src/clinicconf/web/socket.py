@@ -7,14 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
 from typing import Any, Final
 
 from aiohttp import WSCloseCode, web
 
 from ..conference.identity import Closing, Identity
 from ..conference.visibility import now_ms
-from ..page_messages import Time
+from ..page_messages import ServerMessage, Time
 from .protocol import PROTOCOL_VERSION, close_code, close_text
 
 log = logging.getLogger(__name__)
@@ -37,8 +36,8 @@ class PageConnection:
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write(), name="page-writer")
 
-    def send(self, message: Mapping[str, Any]) -> None:
-        """Queue one of page_messages.py's messages; never blocks."""
+    def send(self, message: ServerMessage) -> None:
+        """Queue a message; never blocks."""
         if self._closer is not None:
             return
         try:
