@@ -37,6 +37,7 @@ import aioice.ice
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
 
 from clinicconf.config import Settings
+from clinicconf.page_messages import IceServer
 
 # The TURN user the server's own peer connections authenticate as.
 SERVER_TURN_USER: Final = "clinicconf-server"
@@ -203,22 +204,19 @@ def server_configuration(settings: Settings) -> RTCConfiguration:
 
 def browser_ice_servers(
     settings: Settings, participant: str, now: Callable[[], float] = time.time
-) -> list[dict[str, object]]:
-    """The iceServers for a page's RTCPeerConnection, as JSON-ready dicts. participant
-    goes into the TURN username, which the TURN server logs: pass an opaque id, never
-    a name."""
-    return [
-        {
-            name: value
-            for name, value in (
-                ("urls", server.urls),
-                ("username", server.username),
-                ("credential", server.credential),
-            )
-            if value is not None
-        }
-        for server in _ice_servers(settings, participant, _expiry(settings, now))
-    ]
+) -> list[IceServer]:
+    """The iceServers for a page's RTCPeerConnection. participant goes into the TURN
+    username, which the TURN server logs: pass an opaque id, never a name."""
+    servers: list[IceServer] = []
+    for server in _ice_servers(settings, participant, _expiry(settings, now)):
+        urls = server.urls if isinstance(server.urls, list) else [server.urls]
+        entry: IceServer = {"urls": urls}
+        if server.username is not None:
+            entry["username"] = server.username
+        if server.credential is not None:
+            entry["credential"] = server.credential
+        servers.append(entry)
+    return servers
 
 
 def _ice_servers(settings: Settings, user: str, expires_at: int) -> list[RTCIceServer]:

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, cast
+from typing import Final
 
 from aiortc import RTCPeerConnection
 
@@ -23,7 +23,7 @@ from ..conference.media import Attendee, MediaRoster
 from ..config import Settings
 from ..errors import Refused
 from ..moderation import Kind, Member
-from ..page_messages import IceServer, MediaClosed, Tracks
+from ..page_messages import MediaClosed, Tracks
 from ..page_messages import Track as TrackTold
 from ..recording.jobs import Composer
 from ..recording.lifecycle import ConferenceRecording
@@ -127,8 +127,7 @@ class Room:
         if guest and len(guests_in) >= MAX_MEDIA_GUESTS:
             raise Refused("media_full", f"{MAX_MEDIA_GUESTS} guests already take part here.")
         pc = RTCPeerConnection(ice.server_configuration(self._settings))
-        # ice.py builds each in IceServer's shape (urls, and a TURN server's credentials).
-        ice_servers = cast(list[IceServer], ice.browser_ice_servers(self._settings, participant))
+        ice_servers = ice.browser_ice_servers(self._settings, participant)
         peer = Peer(
             pc,
             self._forwarding,

@@ -130,7 +130,7 @@ async def server_peer() -> AsyncIterator[ServerPeer]:
             pc,
             PacketForwarding(settings.max_video_bitrate),
             sent.append,
-            {},
+            [],  # no STUN or TURN: loopback only
             lambda _, message: failures.append(message),
             settings.ice_address_list,
         )
