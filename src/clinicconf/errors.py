@@ -1,15 +1,11 @@
-"""The domain's exceptions. Raised by the core, mapped to HTML pages, JSON errors
-or websocket messages at the edges (web/middleware.py)."""
+"""The domain's exceptions. Raised by the core; how each is answered (an HTTP status
+and code, a websocket error code) is the web edge's, in one table: web/protocol.py's
+`error_answer`."""
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 
 class ClinicConfError(Exception):
-    status: ClassVar[int] = 400
-    code: ClassVar[str] = "bad_request"
-
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -21,32 +17,23 @@ class BadRequest(ClinicConfError):
 
 
 class AuthenticationRequired(ClinicConfError):
-    status = 401
-    code = "unauthenticated"
+    """Nobody is signed in, or the API token is not (or no longer) valid."""
 
 
 class PermissionDenied(ClinicConfError):
-    status = 403
-    code = "forbidden"
+    """Signed in, but this person's role may not do this."""
 
 
 class NotFound(ClinicConfError):
-    status = 404
-    code = "not_found"
+    """No such thing, or not one this person may know of."""
 
 
 class Conflict(ClinicConfError):
     """The request contradicts what is stored: a duplicate email, a cancelled event."""
 
-    status = 409
-    code = "conflict"
-
 
 class ValidationError(ClinicConfError):
     """A value is missing or wrong; `field` names it."""
-
-    status = 422
-    code = "invalid"
 
 
 class Refused(Conflict):
@@ -62,8 +49,6 @@ class ServerBusy(ClinicConfError):
     """The database is held by someone else (another process, a backup) for longer
     than the server waits: nothing was changed, and the request may be sent again."""
 
-    status = 503
-    code = "busy"
     retry_after_seconds = 5
 
     def __init__(self) -> None:

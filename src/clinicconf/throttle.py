@@ -47,9 +47,6 @@ def in_minutes(seconds: float) -> str:
 class TooManyAttempts(ClinicConfError):
     """Refused before looking at the credential: too many recent failures from here."""
 
-    status = 429
-    code = "too_many_requests"
-
     def __init__(self, what: str, seconds_to_wait: float) -> None:
         super().__init__(f"{what} Try again in {in_minutes(seconds_to_wait)}.")
         self.retry_after_seconds = math.ceil(seconds_to_wait)

@@ -16,8 +16,9 @@ from typing import Any, Final, TypeVar
 from aiohttp import web
 from pydantic import BaseModel
 
-from ..errors import BadRequest, ClinicConfError, NotFound
+from ..errors import NotFound
 from .api_models import MAX_ID, Body, Reply, validated
+from .protocol import MalformedJson, UnsupportedMediaType
 
 B = TypeVar("B", bound=Body)
 M = TypeVar("M", bound=BaseModel)
@@ -115,15 +116,6 @@ class ApiRoutes:
             return view
 
         return register
-
-
-class MalformedJson(BadRequest):
-    code = "bad_json"
-
-
-class UnsupportedMediaType(ClinicConfError):
-    status = 415
-    code = "unsupported_media_type"
 
 
 async def read_body(request: web.Request, model: type[B]) -> B:

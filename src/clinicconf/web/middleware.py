@@ -213,7 +213,9 @@ def _try_later(
     response = (
         _json_error_of(exc)
         if wants_json(request)
-        else render(request, "error.html", status=exc.status, title=title, message=exc.message)
+        else render(
+            request, "error.html", status=error_answer(exc).status, title=title, message=exc.message
+        )
     )
     response.headers["Retry-After"] = str(seconds)
     return response

@@ -9,14 +9,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal, get_args
 
+import pydantic
 from aiohttp import WSCloseCode
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from .. import names
 from ..conference.identity import Closing
-from ..errors import ClinicConfError, PermissionDenied, Refused
+from ..errors import (
+    AuthenticationRequired,
+    BadRequest,
+    ClinicConfError,
+    Conflict,
+    NotFound,
+    PermissionDenied,
+    Refused,
+    ServerBusy,
+    ValidationError,
+)
 from ..links import JoinState
 from ..page_messages import Error, Result
+from ..throttle import TooManyAttempts
 
 PROTOCOL_VERSION: Final = 1
 
@@ -235,11 +247,11 @@ def read_message(message: dict[str, Any], *, guest: bool) -> ClientMessage:
 def _validated(model: type[ClientMessage], message: dict[str, Any]) -> ClientMessage:
     try:
         return model.model_validate(message)
-    except ValidationError as exc:
+    except pydantic.ValidationError as exc:
         raise ProtocolError("bad_message", _first_problem(model, exc)) from None
 
 
-def _first_problem(model: type[ClientMessage], exc: ValidationError) -> str:
+def _first_problem(model: type[ClientMessage], exc: pydantic.ValidationError) -> str:
     """In words a person reads: the field, and what it should be."""
     problem = exc.errors(include_url=False)[0]
     name = str(problem["loc"][0]) if problem["loc"] else "message"
@@ -271,11 +283,36 @@ class ErrorAnswer:
     field: str | None
 
 
+class MalformedJson(BadRequest):
+    """A request's body is not JSON."""
+
+
+class UnsupportedMediaType(ClinicConfError):
+    """A request's body is not sent as application/json."""
+
+
+# Each error's HTTP status and the API's code for it; an error not listed is answered
+# as its nearest listed ancestor is.
+_HTTP_ANSWERS: Final[dict[type[ClinicConfError], tuple[int, str]]] = {
+    ClinicConfError: (400, "bad_request"),
+    MalformedJson: (400, "bad_json"),
+    AuthenticationRequired: (401, "unauthenticated"),
+    PermissionDenied: (403, "forbidden"),
+    NotFound: (404, "not_found"),
+    Conflict: (409, "conflict"),
+    UnsupportedMediaType: (415, "unsupported_media_type"),
+    ValidationError: (422, "invalid"),
+    TooManyAttempts: (429, "too_many_requests"),
+    ServerBusy: (503, "busy"),
+}
+
+
 def error_answer(exc: ClinicConfError) -> ErrorAnswer:
+    status, code = next(_HTTP_ANSWERS[kind] for kind in type(exc).__mro__ if kind in _HTTP_ANSWERS)
     if isinstance(exc, Refused):
         socket_code = exc.reason  # the conference's own word for what it cannot do
     elif isinstance(exc, PermissionDenied):
         socket_code = "not_host"  # on the socket, only a host's intents are refused so
     else:
-        socket_code = exc.code
-    return ErrorAnswer(exc.status, exc.code, socket_code, exc.message, exc.field)
+        socket_code = code
+    return ErrorAnswer(status, code, socket_code, exc.message, exc.field)

@@ -14,6 +14,7 @@ from ...security import hash_password
 from ...throttle import in_minutes, record_lockout
 from ..forms import FormData, FormErrors, field_errors, kept_input, read_form
 from ..middleware import SESSION_COOKIE, client_address, idle_sign_out_message, set_session_cookie
+from ..protocol import error_answer
 from ..rendering import render
 
 routes = web.RouteTableDef()
@@ -154,6 +155,8 @@ async def setup(request: web.Request) -> web.Response:
             token, data, await hash_password(form.get("password", ""))
         )
     except ValidationError as exc:
-        return _setup_form(request, kept_input(form), field_errors(exc), status=exc.status)
+        return _setup_form(
+            request, kept_input(form), field_errors(exc), status=error_answer(exc).status
+        )
     user = StaffUser(staff.id, staff.name, staff.email, staff.is_admin)
     raise _signed_in_redirect(request, await accounts.start_session(db, user), "/")

@@ -26,6 +26,7 @@ from ...schedule import (
 from ...security import hash_password
 from ..forms import FormData, FormErrors, field_errors, kept_input, read_form
 from ..middleware import current_user, scheduler_of
+from ..protocol import error_answer
 from ..rendering import render
 
 routes = web.RouteTableDef()
@@ -51,7 +52,7 @@ async def _save(
     try:
         new_id = await save(form)
     except (ValidationError, Conflict) as exc:
-        return await show(request, kept_input(form), field_errors(exc), exc.status)
+        return await show(request, kept_input(form), field_errors(exc), error_answer(exc).status)
     raise web.HTTPSeeOther(f"{list_path}?added={new_id}")
 
 
