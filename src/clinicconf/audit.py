@@ -94,7 +94,7 @@ async def write(
     **detail: Any,
 ) -> None:
     """One entry about an event, in a transaction of its own; a guest's own doing as
-    `record_guest` says."""
+    `record_guest` says (a guest acts on nobody: their entries name no subject)."""
     async with db.transaction() as tx:
         if actor.kind == "guest":
             await record_guest(tx, action, event_id=event_id, **detail)

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal, Protocol
+from typing import Protocol
 
 from .. import audit
-from ..page_messages import ServerMessage
-
-ParticipantKind = Literal["staff", "patient", "guest"]
+from ..page_messages import ParticipantKind, ServerMessage
 
 
 class Closing(StrEnum):

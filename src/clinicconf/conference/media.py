@@ -6,14 +6,13 @@ participant and page ids, SDP text, JSON-ready page messages, and frozen datacla
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Set
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from ..moderation import Member
-from ..page_messages import MediaMessage
+from ..page_messages import MediaMessage, ParticipantKind
 from ..schedule import Event
-from .identity import ParticipantKind
 
 
 @dataclass(frozen=True)
@@ -29,10 +28,6 @@ class Attendee:
 
 class ConferenceMedia(Protocol):
     """The conference's media: peers, the forwarding between them, the recording."""
-
-    @property
-    def present(self) -> Set[str]:
-        """Who sends and receives media now, by participant id."""
 
     @property
     def can_record(self) -> bool: ...

@@ -18,12 +18,13 @@ from ..page_messages import (
     EventSummary,
     Moderation,
     ModerationState,
+    ParticipantKind,
     SeenParticipant,
     ServerMessage,
 )
 from ..page_messages import Presence as PresenceMessage
 from ..schedule import Event
-from .identity import Identity, ParticipantKind, Subscriber
+from .identity import Identity, Subscriber
 from .presence import Participant, Presence
 
 # Who is shown to whom by kind alone, (viewer, subject): a patient to a public guest,

@@ -32,7 +32,7 @@ SMS_TITLE_LENGTH: Final = 60
 
 class EventReader(Protocol):
     """What a message needs of the schedule, read as it is now; each raises NotFound
-    for what is gone (clinicconf.scheduling.ScheduleRecords is one)."""
+    for what is gone (scheduling/records.py's ScheduleRecords is one)."""
 
     async def get_event(self, event_id: int) -> Event: ...
 

@@ -18,10 +18,10 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from ... import keys
 from ...conference.admission import KeptOut
 from ...conference.coordinator import Conference
-from ...conference.identity import Closing, Identity, ParticipantKind
+from ...conference.identity import Closing, Identity
 from ...conference.visibility import now_ms
 from ...errors import ClinicConfError
-from ...page_messages import Error, Result
+from ...page_messages import Error, ParticipantKind, Result
 from .. import protocol
 from ..middleware import client_address
 from ..protocol import (
