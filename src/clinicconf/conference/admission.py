@@ -192,6 +192,19 @@ class Admission:
         """Off the waiting list; False if it was not on it (any more)."""
         return self._knocks.pop(knock.id, None) is not None
 
+    def let_in_now(self, knock: Knock) -> bool:
+        """Off the waiting list and let in, for good on that browser; False if it was
+        not waiting (any more)."""
+        if not self.take(knock):
+            return False
+        self.let_in.add(person_key(knock.connection.identity.key))
+        return True
+
+    def waiting_from_unbarred_addresses(self) -> list[Knock]:
+        """Everyone waiting except those who wait because a removed guest came from
+        their address."""
+        return [k for k in self._knocks.values() if k.address not in self.barred_addresses]
+
     def knocks_named(self, knock_id: str | None) -> list[Knock]:
         """One waiting guest's knock, or (None) everyone's."""
         if knock_id is None:

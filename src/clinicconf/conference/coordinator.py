@@ -23,7 +23,7 @@ from .admission import Knock
 from .gathering import Gathering
 from .identity import Closing, Identity
 from .media import MediaFactory
-from .persistence import ConferenceStates, Slot, person_key
+from .persistence import ConferenceStates, Slot
 
 CANNOT_RECORD: Final = (
     "This server cannot record: it is set to forward decoded pictures"
@@ -100,9 +100,7 @@ class Conference(Gathering):
         if not waiting_room and not locked:
             # Not those who wait because a removed guest came from their address: a
             # host lets them in one by one, having looked.
-            barred_addresses = self._admission.barred_addresses
-            knocks = self._admission.knocks_named(None)
-            await self._admit(identity, [k for k in knocks if k.address not in barred_addresses])
+            await self._admit(identity, self._admission.waiting_from_unbarred_addresses())
 
     async def let_in(self, identity: Identity, knock_id: str | None) -> None:
         """Let in one waiting guest, or (None) everyone waiting."""
@@ -116,9 +114,8 @@ class Conference(Gathering):
             await self._audit(identity.actor, "guest_let_in", name=knock.connection.identity.name)
             # Taken off the waiting list and in, with no await in between: a page that
             # closes meanwhile is gone from one or the other when it leaves.
-            if not self._admission.take(knock):
+            if not self._admission.let_in_now(knock):
                 continue
-            self._admission.let_in.add(person_key(knock.connection.identity.key))
             await self._enter(knock.connection, knock.address)
         self._tell_hosts_who_waits()
 
