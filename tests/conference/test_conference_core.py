@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterable, Set
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +21,7 @@ from clinicconf.conference.admission import MAX_PAGES_PER_PERSON, KeptOut
 from clinicconf.conference.conferences import Conferences
 from clinicconf.conference.coordinator import Conference
 from clinicconf.conference.identity import Closing, Identity
-from clinicconf.conference.media import Attendee, ConferenceMedia, MediaRoster
+from clinicconf.conference.media import Attendee, ConferenceMedia, Lineup, MediaRoster
 from clinicconf.db import Database, to_db_time, utc_now
 from clinicconf.schedule import Event, EventType, Patient, Staff
 
@@ -39,10 +39,7 @@ class FakeMedia:
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     pages: dict[str, str] = field(default_factory=dict)
     can_record: bool = True
-
-    @property
-    def present(self) -> Set[str]:
-        return set(self.pages)
+    lineup: Lineup = field(default_factory=Lineup)
 
     async def join(self, participant: str, page: str, *, guest: bool) -> None:
         self.pages[participant] = page
@@ -60,7 +57,8 @@ class FakeMedia:
         self.pages.pop(participant, None)
         self.calls.append(("remove", participant))
 
-    def changed(self) -> None:
+    def changed(self, lineup: Lineup) -> None:
+        self.lineup = lineup
         self.calls.append(("changed",))
 
     async def follow_recording(
@@ -273,7 +271,9 @@ async def test_media_is_joined_by_participant_id_only_once_started(db: Database)
     assert ("join", you, True) in server.media[0].calls
 
 
-async def test_the_media_reads_the_moderators_choices_from_the_roster(db: Database) -> None:
+async def test_the_media_is_told_the_moderators_choices_and_the_names_it_may_show(
+    db: Database,
+) -> None:
     server = _server(db)
     conference = await server.conference()
     host = await _joined(conference, ADA)
@@ -285,9 +285,9 @@ async def test_the_media_reads_the_moderators_choices_from_the_roster(db: Databa
     await conference.set_permission(ADA, gail, "audio")
     media = server.media[0]
     assert media.calls[-1] == ("changed",)
-    assert media.roster.member(gail).permission.value == "audio"
-    assert media.roster.label(pat, gail) == "Guest"
-    assert media.roster.label(gail, pat) == "Patient"
+    assert media.lineup.members[gail].permission.value == "audio"
+    assert media.lineup.label(pat, gail) == "Guest"
+    assert media.lineup.label(gail, pat) == "Patient"
     await conference.join_media(guest)
     media.roster.send(media.pages[gail], {"type": "tracks", "tracks": []})
     assert guest.sent[-1] == {"type": "tracks", "tracks": []}

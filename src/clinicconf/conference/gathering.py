@@ -320,6 +320,7 @@ class Gathering:
             raise Refused("ended", "The conference has ended.")
         participant = self._presence.of(connection)
         guest = participant.identity.kind == "guest"
+        self.room.changed(self._roster.lineup())  # the media knows of them before they join
         await self.room.join(participant.public_id, self._roster.page_id(connection), guest=guest)
         await self._follow_recording()  # begun again if it was finished while quiet
 
@@ -329,7 +330,7 @@ class Gathering:
         await self.room.answer(participant.public_id, page, media_connection, sdp)
 
     def _moderation_changed(self) -> None:
-        self.room.changed()
+        self.room.changed(self._roster.lineup())
         self._audience.moderation(self.options.moderator)
 
     async def _follow_recording(self) -> None:

@@ -6,8 +6,8 @@ participant and page ids, SDP text, JSON-ready page messages, and frozen datacla
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..moderation import Member
@@ -24,6 +24,23 @@ class Attendee:
     name: str
     kind: ParticipantKind
     person_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Lineup:
+    """What the media forwards by, as the conference has decided it: everyone it
+    knows, with their routing facts and the name each kind of viewer may see under
+    their video. Sent whole with every change, so the media never asks back."""
+
+    moderated: bool = False
+    members: Mapping[str, Member] = field(default_factory=dict)
+    kinds: Mapping[str, ParticipantKind] = field(default_factory=dict)
+    # By subject, then by the viewer's kind: the subject's name as that viewer sees it.
+    names: Mapping[str, Mapping[ParticipantKind, str]] = field(default_factory=dict)
+
+    def label(self, viewer: str, subject: str) -> str:
+        """`subject`'s name under their video, as `viewer` receives it."""
+        return self.names[subject][self.kinds[viewer]]
 
 
 class ConferenceMedia(Protocol):
@@ -45,9 +62,9 @@ class ConferenceMedia(Protocol):
     def remove(self, participant: str) -> None:
         """The person is no longer in the conference (taken off the event)."""
 
-    def changed(self) -> None:
-        """The forwarding decision changed (who is shown, who may send what): the
-        media asks the roster again, soon and once."""
+    def changed(self, lineup: Lineup) -> None:
+        """The forwarding decision changed (who is here, who is shown, who may send
+        what): the media applies `lineup`, soon and once."""
 
     async def follow_recording(
         self, event: Event, wanted: bool, attendees: Iterable[Attendee]
@@ -64,16 +81,7 @@ class ConferenceMedia(Protocol):
 
 
 class MediaRoster(Protocol):
-    """What the media asks of, and tells, its conference."""
-
-    @property
-    def moderated(self) -> bool: ...
-
-    def member(self, participant: str) -> Member:
-        """The routing facts of a participant (permission, shown, host)."""
-
-    def label(self, viewer: str, subject: str) -> str:
-        """`subject`'s name as `viewer` may see it."""
+    """What the media tells its conference."""
 
     def send(self, page: str, message: MediaMessage) -> None:
         """Tell one page something about its media (offers, tracks, closings)."""

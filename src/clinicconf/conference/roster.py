@@ -1,16 +1,20 @@
-"""The conference's side of the media port (media.MediaRoster): what the media reads
-of the participants (their routing facts, their names as each viewer may see them)
-and the pages it writes to, known to it by ids of their own."""
+"""The conference's side of the media port: the lineup the media forwards by (each
+participant's routing facts, their names as each kind of viewer may see them), and
+the pages the media writes to (media.MediaRoster), known to it by ids of their own."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final, get_args
 
 from ..moderation import Member
-from ..page_messages import MediaMessage
+from ..page_messages import MediaMessage, ParticipantKind
 from . import visibility
 from .identity import Subscriber
+from .media import Lineup
 from .presence import Presence, new_id
+
+VIEWER_KINDS: Final[tuple[ParticipantKind, ...]] = get_args(ParticipantKind)
 
 
 class Roster:
@@ -47,21 +51,20 @@ class Roster:
         if connection is not None:
             connection.send(message)
 
-    @property
-    def moderated(self) -> bool:
-        return self._moderated()
-
-    def member(self, participant: str) -> Member:
-        subject = self._presence.by_public_id(participant)
-        return Member(
-            participant,
-            host=subject.identity.is_host,
-            permission=subject.permission,
-            shown=subject.shown,
-        )
-
-    def label(self, viewer: str, subject: str) -> str:
-        return visibility.label(
-            self._presence.by_public_id(viewer).identity,
-            self._presence.by_public_id(subject).identity,
+    def lineup(self) -> Lineup:
+        """Everyone in the conference, as the media forwards by them now."""
+        people = list(self._presence)
+        return Lineup(
+            moderated=self._moderated(),
+            members={
+                p.public_id: Member(
+                    p.public_id, host=p.identity.is_host, permission=p.permission, shown=p.shown
+                )
+                for p in people
+            },
+            kinds={p.public_id: p.identity.kind for p in people},
+            names={
+                p.public_id: {kind: visibility.label_for(kind, p.identity) for kind in VIEWER_KINDS}
+                for p in people
+            },
         )

@@ -69,10 +69,12 @@ def as_seen_by(viewer: Identity, participant: Participant) -> SeenParticipant | 
     )
 
 
-def label(viewer: Identity, subject: Identity) -> str:
-    """`subject`'s name under their video, as `viewer` receives it."""
-    seen = seen_by(viewer, subject)
-    return UNNAMED if seen is None else seen.name
+def label_for(viewer: ParticipantKind, subject: Identity) -> str:
+    """`subject`'s name under their video, as a viewer of that kind receives it (no
+    one receives their own video: a patient sees another patient unnamed)."""
+    if viewer == "patient" and subject.kind == "patient":
+        return UNNAMED
+    return _STAND_INS.get((viewer, subject.kind), subject.name)
 
 
 def moderation_seen_by(

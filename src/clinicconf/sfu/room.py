@@ -1,7 +1,8 @@
 """A conference's media on aiortc (the core's port, `conference/media.py`): one peer
 connection per person who sends and receives media, kept in step with the router's
-table, and the conference's recording. Whenever the conference's state changes,
-`changed()` asks for the table to be applied again: outlets are pointed at the
+table, and the conference's recording. Whenever the conference's decision changes,
+`changed()` brings its lineup and the table is applied again (as it is when someone
+joins or leaves the media): outlets are pointed at the
 permitted sources (a change takes effect at once, nobody reconnects), new m-lines
 are offered when someone needs more, and each page is told what it receives.
 """
@@ -19,7 +20,7 @@ from typing import Final
 
 from aiortc import RTCPeerConnection
 
-from ..conference.media import Attendee, MediaRoster
+from ..conference.media import Attendee, Lineup, MediaRoster
 from ..config import Settings
 from ..errors import Refused
 from ..moderation import Kind, Member
@@ -66,6 +67,7 @@ class Room:
             else PacketForwarding(settings.max_video_bitrate)
         )
         self._people: dict[str, _Attendance] = {}
+        self._lineup = Lineup()
         self._dirty = False
         self._applier: asyncio.Task[None] | None = None
         # Peers being closed, each in a task owned here until done: the page's handler
@@ -104,18 +106,18 @@ class Room:
     def record(self, recording_id: int, directory: Path, broke: Callable[[str], None]) -> None:
         self.stop_recording()
         self._recorder = Recorder(recording_id, directory, broke)
-        self.changed()
+        self._reroute()
 
     def pause_recording(self, paused: bool) -> None:
         if self._recorder is not None:
             self._recorder.pause(paused)
-        self.changed()
+        self._reroute()
 
     def stop_recording(self) -> None:
         recorder, self._recorder = self._recorder, None
         if recorder is not None:
             recorder.close()
-        self.changed()
+        self._reroute()
 
     # --- pages' intents ----------------------------------------------------------------
 
@@ -142,7 +144,7 @@ class Room:
         self._people[participant] = _Attendance(page, peer)
         if guest:
             self._guests.add(participant)
-        self.changed()
+        self._reroute()
         if earlier is not None:
             if earlier.page != page:
                 self._roster.send(
@@ -167,7 +169,7 @@ class Room:
         except BadAnswer as exc:
             await asyncio.shield(self._drop(participant, attendance))
             raise Refused("bad_sdp", f"{exc} The media connection is closed.") from None
-        self.changed()
+        self._reroute()
 
     async def leave(self, participant: str, page: str) -> None:
         """The page has gone (or left): its media stops everywhere."""
@@ -194,7 +196,7 @@ class Room:
         closing = asyncio.create_task(attendance.peer.close(), name="peer-close")
         self._closing.add(closing)
         closing.add_done_callback(self._closing.discard)
-        self.changed()
+        self._reroute()
         return closing
 
     def _peer_failed(self, peer: Peer, message: str) -> None:
@@ -210,8 +212,13 @@ class Room:
 
     # --- applying the router's table ---------------------------------------------------
 
-    def changed(self) -> None:
-        """The conference's state changed: apply the table again, soon and once."""
+    def changed(self, lineup: Lineup) -> None:
+        """The conference's decision changed: apply it, soon and once."""
+        self._lineup = lineup
+        self._reroute()
+
+    def _reroute(self) -> None:
+        """Who is here, or what they send, changed: apply the table again, soon and once."""
         if self._closed:
             return
         self._dirty = True
@@ -229,9 +236,13 @@ class Room:
     async def _apply(self) -> None:
         """Route first, for everyone at once (a moderator's change takes effect
         before any page is asked to renegotiate), then make the offers needed."""
-        people = {p: a for p, a in self._people.items() if not a.peer.closed}
-        members = [self._roster.member(participant) for participant in people]
-        table = routes(members, self._roster.moderated)
+        lineup = self._lineup
+        # Only those the conference still counts in (one it has let go of is leaving).
+        people = {
+            p: a for p, a in self._people.items() if not a.peer.closed and p in lineup.members
+        }
+        members = [lineup.members[participant] for participant in people]
+        table = routes(members, lineup.moderated)
         hosts = {m.id for m in members if m.host}
         wanted: dict[str, set[tuple[str, Kind]]] = {p: set() for p in people}
         for route in table:
@@ -241,7 +252,7 @@ class Room:
             for subscriber, attendance in people.items()
         ]
         if self._recorder is not None:
-            self._recorder.route(self._recorded(members, people))
+            self._recorder.route(self._recorded(members, lineup.moderated, people))
         await asyncio.gather(
             *(self._offer(a) for a, needed in zip(people.values(), offers, strict=True) if needed)
         )
@@ -271,12 +282,13 @@ class Room:
             slot.outlet.connect(people[publisher].peer.sources.get(kind))
         return needs_offer
 
+    @staticmethod
     def _recorded(
-        self, members: list[Member], people: dict[str, _Attendance]
+        members: list[Member], moderated: bool, people: dict[str, _Attendance]
     ) -> dict[Track, PacketSource]:
         """The permitted tracks being sent now, each with its source."""
         sources = {}
-        for publisher, kind in recorded(members, self._roster.moderated):
+        for publisher, kind in recorded(members, moderated):
             source = people[publisher].peer.sources.get(kind)
             if isinstance(source, PacketSource):
                 sources[publisher, kind] = source
@@ -304,15 +316,17 @@ class Room:
             sender = self._people.get(publisher)
             if sender is None or slot.kind not in sender.peer.sources:
                 continue  # gone meanwhile, or not sending yet
-            member = self._roster.member(publisher)
+            lineup = self._lineup
             tracks.append(
                 TrackTold(
                     mid=mid,
                     kind=slot.kind,
                     participant=publisher,
-                    name=self._roster.label(subscriber, publisher),
+                    name=lineup.label(subscriber, publisher),
                     # Only a host receives what is not on everyone's screen.
-                    shown=member.shown if show_all and self._roster.moderated else True,
+                    shown=lineup.members[publisher].shown
+                    if show_all and lineup.moderated
+                    else True,
                 )
             )
         if tracks != attendance.last_tracks:
