@@ -104,20 +104,16 @@ def _seen(holder: Identity, people: list[Identity]) -> list[Invitee]:
 
 
 async def _record_opening(app: web.Application, opened: OpenedLink) -> None:
-    link = opened.link
-    db = app[keys.DATABASE]
-    if link.kind == "public" or link.person_id is None:
-        # Anyone may open the public link again and again: bounded as guests' rows are.
-        await audit.write(
-            db, audit.Actor("guest"), "link_opened", event_id=link.event_id, state=opened.state
-        )
-        return
+    """Audited as the link's holder. Anyone may open the public link again and again:
+    audit.write bounds a guest's rows."""
+    holder = _holder(opened)
+    subject = None if holder.person_id is None else (holder.kind, holder.person_id)
     await audit.write(
-        db,
-        audit.Actor(link.kind, link.person_id),
+        app[keys.DATABASE],
+        holder.actor,
         "link_opened",
-        event_id=link.event_id,
-        subject=(link.kind, link.person_id),
+        event_id=opened.link.event_id,
+        subject=subject,
         state=opened.state,
     )
 
