@@ -21,8 +21,9 @@ from clinicconf.conference.admission import MAX_PAGES_PER_PERSON, KeptOut
 from clinicconf.conference.conferences import Conferences
 from clinicconf.conference.coordinator import Conference
 from clinicconf.conference.identity import Closing, Identity
-from clinicconf.conference.media import Attendee, ConferenceMedia, Lineup, MediaRoster
+from clinicconf.conference.media import ConferenceMedia, Lineup, MediaRoster
 from clinicconf.db import Database, to_db_time, utc_now
+from clinicconf.recording.store import Attendee
 from clinicconf.schedule import Event, EventType, Patient, Staff
 
 ADA = Identity("staff", "Ada Admin", 1)

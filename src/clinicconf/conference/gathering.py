@@ -24,11 +24,12 @@ from ..page_messages import (
     Welcome,
     You,
 )
+from ..recording.store import Attendee
 from ..schedule import Event
 from . import visibility
 from .admission import Admission, KeptOut, Knock
 from .identity import Closing, Identity, Page, Subscriber
-from .media import Attendee, MediaFactory
+from .media import MediaFactory
 from .persistence import (
     ConferenceStates,
     SavedConference,

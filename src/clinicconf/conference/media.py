@@ -2,7 +2,8 @@
 room (sfu/room.py) implements in this process, and that a media process could
 implement behind a socket. Everything that crosses it, either way, is plain data:
 participant and page ids, SDP text, JSON-ready page messages, and frozen dataclasses
-(`Member`, `Attendee`, the `Event`); no live object of either side crosses."""
+(`Member`, the `Lineup`, the recording's `Attendee`, the `Event`); no live object of
+either side crosses."""
 
 from __future__ import annotations
 
@@ -12,18 +13,8 @@ from typing import Protocol
 
 from ..moderation import Member
 from ..page_messages import MediaMessage, ParticipantKind
+from ..recording.store import Attendee
 from ..schedule import Event
-
-
-@dataclass(frozen=True)
-class Attendee:
-    """Someone the conference knows, as a recording names those who took part in it
-    (`participant` is the id their media is known by)."""
-
-    participant: str
-    name: str
-    kind: ParticipantKind
-    person_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Final
 
 from aiortc import RTCPeerConnection
 
-from ..conference.media import Attendee, Lineup, MediaRoster
+from ..conference.media import Lineup, MediaRoster
 from ..config import Settings
 from ..errors import Refused
 from ..moderation import Kind, Member
@@ -28,7 +28,7 @@ from ..page_messages import MediaClosed, Tracks
 from ..page_messages import Track as TrackTold
 from ..recording.jobs import Composer
 from ..recording.lifecycle import ConferenceRecording
-from ..recording.store import Attendee as RecordedAttendee
+from ..recording.store import Attendee
 from ..schedule import Event
 from . import ice
 from .forward import Forwarding, TranscodingRelay
@@ -93,11 +93,7 @@ class Room:
         self, event: Event, wanted: bool, attendees: Iterable[Attendee]
     ) -> None:
         await self._recording.follow(event, wanted)
-        await self._recording.note_present(
-            RecordedAttendee(a.participant, a.name, a.kind, a.person_id)
-            for a in attendees
-            if a.participant in self._people
-        )
+        await self._recording.note_present(a for a in attendees if a.participant in self._people)
 
     def finish_recording_soon(self, event: Event) -> None:
         if self._recording.active:
